@@ -1,0 +1,9 @@
+"""Model families, one file each; every class is a `_target_` in conf/model/."""
+
+from runner.models.autoencoder import Autoencoder
+from runner.models.base import RunnerModel
+from runner.models.classifier import CNN, Classifier
+from runner.models.denoising_ae import DenoisingAutoencoder
+from runner.models.sparse_ae import SparseAutoencoder
+
+__all__ = ["CNN", "Classifier", "Autoencoder", "DenoisingAutoencoder", "RunnerModel", "SparseAutoencoder"]

@@ -1,0 +1,66 @@
+"""Classifiers: cross-entropy and accuracy; `CNN` is the plain convolutional baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runner.models.base import RunnerModel
+from runner.models.blocks import Activation, Init, Normalization, init_weights, make_activation
+
+
+class Classifier(RunnerModel):
+    """A family member that maps images to `num_classes` logits via `self.forward`."""
+
+    def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self(x).float()
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(dim=1) == y).float().mean()
+        return {"loss": loss, "acc": acc}
+
+
+class CNN(Classifier):
+    """Blocks of (conv 3x3, norm, activation) x `convs_per_block` then 2x2 max-pool, global
+    average pooling, dropout and a linear head. `features(x)` gives the penultimate embedding."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        channels: Sequence[int] = (32, 64, 128),
+        convs_per_block: int = 2,
+        hidden_dim: int = 128,
+        activation: Activation = "relu",
+        init: Init = "kaiming",
+        dropout: float = 0.0,
+        normalization: Normalization = "batch",
+    ) -> None:
+        super().__init__()
+        c_in, h, w = (int(s) for s in in_shape)
+        layers: list[nn.Module] = []
+        for i, c_out in enumerate(channels):
+            for _ in range(convs_per_block):
+                layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=normalization == "none"))
+                if normalization == "batch":
+                    layers.append(nn.BatchNorm2d(c_out))
+                elif normalization == "layer":
+                    layers.append(nn.GroupNorm(1, c_out))
+                layers.append(make_activation(activation))
+                c_in = c_out
+            if min(h, w) >= 2 and i < len(channels) - 1:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.embed = nn.Sequential(nn.Linear(c_in, hidden_dim), make_activation(activation), nn.Dropout(dropout))
+        self.head = nn.Linear(hidden_dim, num_classes)
+        self.num_classes = num_classes
+        init_weights(self, init, activation)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.body(x * 2 - 1))  # inputs arrive in [0, 1]; centre them
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

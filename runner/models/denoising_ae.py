@@ -1,0 +1,77 @@
+"""Denoising autoencoder: corrupt the input, reconstruct the clean image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from runner.models.autoencoder import Autoencoder
+from runner.models.blocks import Activation, Init, Normalization, image_pairs
+
+NoiseType = Literal["gaussian", "masking", "salt_and_pepper"]
+
+
+def corrupt(x: torch.Tensor, noise_type: NoiseType, level: float) -> torch.Tensor:
+    """Gaussian (std = level, clipped to [0, 1]), masking (each pixel zeroed with p = level) or
+    salt and pepper (each pixel set to 0 or 1 with p = level)."""
+    if noise_type == "gaussian":
+        return (x + level * torch.randn_like(x)).clamp(0, 1)
+    hit = torch.rand_like(x) < level
+    if noise_type == "masking":
+        return x.masked_fill(hit, 0.0)
+    salt = (torch.rand_like(x) < 0.5).to(x.dtype)
+    return torch.where(hit, salt, x)
+
+
+class DenoisingAutoencoder(Autoencoder):
+    """Trained on corrupted inputs against clean targets.
+
+    Logs `noisy_mse` (corrupted vs clean) beside `recon_mse` (output vs clean): the gap is what
+    the model removes.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        latent_dim: int = 32,
+        noise_type: NoiseType = "gaussian",
+        noise_level: float = 0.3,
+        arch: Literal["mlp", "conv"] = "conv",
+        hidden_dims: Sequence[int] = (256, 128),
+        channels: Sequence[int] = (32, 64),
+        activation: Activation = "relu",
+        init: Init = "default",
+        dropout: float = 0.0,
+        normalization: Normalization = "none",
+        recon_loss: Literal["mse", "bce"] = "mse",
+    ) -> None:
+        super().__init__(
+            in_shape,
+            latent_dim,
+            arch,
+            hidden_dims,
+            channels,
+            activation,
+            "none",
+            init,
+            dropout,
+            normalization,
+            recon_loss,
+        )
+        self.noise_type = noise_type
+        self.noise_level = noise_level
+
+    def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        noisy = corrupt(x, self.noise_type, self.noise_level)
+        losses = self.reconstruction_losses(self.decode_logits(self.encode(noisy)), x)
+        losses["noisy_mse"] = F.mse_loss(noisy, x).detach()
+        return losses
+
+    @torch.no_grad()
+    def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Noisy | denoised | clean, side by side."""
+        noisy = corrupt(x, self.noise_type, self.noise_level)
+        return {"denoising": image_pairs(noisy, self(noisy), x)}

@@ -1,0 +1,72 @@
+"""Sparse autoencoder: a penalty keeps most code units near zero for each input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+from runner.models.autoencoder import Autoencoder
+from runner.models.blocks import Activation, Init, Normalization
+
+
+class SparseAutoencoder(Autoencoder):
+    """`sparsity="l1"`: L1 on ReLU codes. `sparsity="kl"`: KL(rho || mean activation) on sigmoid
+    codes, the classic formulation with target rate `sparsity_target`.
+
+    Logs the penalty, the mean code activation and the fraction of near-zero activations.
+    """
+
+    NEAR_ZERO = 0.01
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        latent_dim: int = 64,
+        sparsity: Literal["l1", "kl"] = "l1",
+        sparsity_weight: float = 1e-3,
+        sparsity_target: float = 0.05,
+        arch: Literal["mlp", "conv"] = "mlp",
+        hidden_dims: Sequence[int] = (256,),
+        channels: Sequence[int] = (32, 64),
+        activation: Activation = "relu",
+        init: Init = "default",
+        dropout: float = 0.0,
+        normalization: Normalization = "none",
+        recon_loss: Literal["mse", "bce"] = "mse",
+    ) -> None:
+        super().__init__(
+            in_shape,
+            latent_dim,
+            arch,
+            hidden_dims,
+            channels,
+            activation,
+            "relu" if sparsity == "l1" else "sigmoid",
+            init,
+            dropout,
+            normalization,
+            recon_loss,
+        )
+        self.sparsity = sparsity
+        self.sparsity_weight = sparsity_weight
+        self.sparsity_target = sparsity_target
+
+    def penalty(self, code: torch.Tensor) -> torch.Tensor:
+        if self.sparsity == "l1":
+            return code.abs().sum(dim=1).mean()
+        rho = self.sparsity_target
+        rho_hat = code.mean(dim=0).clamp(1e-6, 1 - 1e-6)
+        kl = rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))
+        return kl.sum()
+
+    def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        code = self.encode(x).float()
+        losses = self.reconstruction_losses(self.decode_logits(code), x)
+        penalty = self.penalty(code)
+        losses["loss"] = losses["loss"] + self.sparsity_weight * penalty
+        losses["sparsity_penalty"] = penalty.detach()
+        losses["mean_activation"] = code.detach().mean()
+        losses["frac_near_zero"] = (code.detach().abs() < self.NEAR_ZERO).float().mean()
+        return losses

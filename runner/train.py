@@ -1,0 +1,182 @@
+"""`python -m runner.train model=vae dataset=mnist optimizer=adam ...`
+
+Compose the config, build data and model, fit, test the best checkpoint, and return the value of
+`optimized_metric` so that sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from runner.build import (
+    build_augmentation,
+    build_data,
+    build_loaders,
+    build_model,
+    build_optimizers,
+    build_schedules,
+    hparams_of,
+)
+from runner.config import explain_hydra_error, register_configs, validate
+from runner.data.loader import BatchPreprocessor
+from runner.errors import RunnerError
+from runner.training.checkpoint import load_checkpoint
+from runner.training.device import resolve_precision, seed_everything, select_device
+from runner.training.early_stopping import EarlyStopping
+from runner.training.loop import Trainer
+from runner.training.step import OptimizerStep
+from runner.training.tensorboard import TensorBoardLogger
+
+log = logging.getLogger("runner.train")
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def train(cfg: DictConfig) -> float:
+    """Hydra's task function: one run, returning the optimised metric."""
+    return run(cfg)[cfg.optimized_metric]
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train, validate every epoch, test the best checkpoint; return the final metrics."""
+    validate(cfg)
+    print_config_tree(cfg)
+    out = Path(cfg.paths.output_dir)
+    t = cfg.trainer
+    seed_everything(t.seed, t.deterministic)
+    device = select_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    log.info("Device %s, precision %s.", device, precision)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts
+
+    data = build_data(cfg)
+    train_loader, val_loader, test_loader = build_loaders(cfg, data, device, t.seed)
+    model = build_model(cfg).to(device)
+    if t.compile:
+        for child in model.children():
+            child.compile()
+    optimizers = build_optimizers(cfg, model)
+    schedules = build_schedules(cfg, optimizers, len(train_loader))
+    resume = checkpoint_to_resume(cfg, out)
+
+    es = cfg.regularization.early_stopping
+    logger = TensorBoardLogger(out, purge_step=resume["epoch"] if resume else None) if cfg.logger.tensorboard else None
+    trainer = Trainer(
+        max_epochs=t.max_epochs,
+        step=OptimizerStep(device, precision, cfg.regularization.grad_clip),
+        preprocess=BatchPreprocessor(build_augmentation(cfg)),
+        monitor=cfg.optimized_metric,
+        mode=cfg.optimized_mode,
+        early_stopping=EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta) if es.patience is not None else None,
+        checkpoint_dir=out / "checkpoints",
+        logger=logger,
+        log_images=cfg.logger.log_images,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        progress_bar=t.progress_bar,
+        log_every_n_steps=t.log_every_n_steps,
+        limit_train_batches=t.limit_train_batches,
+        image_every_n_epochs=cfg.logger.image_every_n_epochs,
+        num_images=cfg.logger.num_images,
+    )
+    started = time.perf_counter()
+    try:
+        fit = trainer.fit(model, train_loader, val_loader, optimizers, schedules, resume)
+        best = out / "checkpoints" / "best.pt"
+        if best.exists():
+            model.load_state_dict(load_checkpoint(best)["model"])
+        test_metrics = trainer.evaluate(model, test_loader, "test")
+        model.eval()
+        test_metrics.update(model.on_test_end(test_loader, trainer.preprocess, logger))
+        metrics = {
+            **fit.best_metrics,
+            f"{cfg.optimized_metric}_best": trainer.best.best,
+            **test_metrics,
+        }
+        summary = {
+            "metrics": metrics,
+            "optimized_metric": cfg.optimized_metric,
+            "best_epoch": fit.best_epoch + 1,
+            "epochs_trained": fit.epochs_trained,
+            "stopped_early": fit.stopped_early,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "device": str(device),
+            "precision": precision,
+        }
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if logger is not None:
+            logger.scalars(test_metrics, fit.epochs_trained)
+            if cfg.logger.log_hparams:
+                final = {k: v for k, v in metrics.items() if k.startswith("test/") or k.endswith("_best")}
+                logger.hparams(hparams_of(cfg), final, fit.epochs_trained)
+    finally:
+        if logger is not None:
+            logger.close()
+    report(out, metrics)
+    return metrics
+
+
+def checkpoint_to_resume(cfg: DictConfig, out: Path) -> dict | None:
+    """`ckpt_path` (a file or a run folder), or this run folder's last.pt with trainer.resume."""
+    if cfg.ckpt_path:
+        return load_checkpoint(cfg.ckpt_path)
+    last = out / "checkpoints" / "last.pt"
+    if cfg.trainer.resume:
+        if last.exists():
+            return load_checkpoint(last)
+        log.info("trainer.resume=true but %s does not exist yet: starting from scratch.", last)
+    return None
+
+
+def print_config_tree(cfg: DictConfig) -> None:
+    order = ["model", "dataset", "optimizer", "scheduler", "regularization", "trainer", "logger", "paths"]
+    lines = ["CONFIG"]
+    for key in order + [k for k in cfg if k not in order]:
+        node = cfg.get(key)
+        body = OmegaConf.to_yaml(node, resolve=True) if OmegaConf.is_config(node) else f"{node}\n"
+        lines.append(f"├── {key}")
+        lines += [f"│   {line}" for line in body.rstrip().splitlines()]
+    print("\n".join(lines), flush=True)
+
+
+def report(out: Path, metrics: dict[str, float]) -> None:
+    logdir = out
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        logdir = Path(HydraConfig.get().sweep.dir)
+    shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    print(f"Final metrics: {shown}\nRun folder: {out}\nTensorBoard: tensorboard --logdir {logdir}", flush=True)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one clear paragraph and exit code 2."""
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us instead of exiting 1
+    try:
+        train()
+    except RunnerError as exc:
+        if full_error:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (HydraException, OmegaConfBaseException) as exc:
+        if full_error:
+            raise
+        print(f"error: {explain_hydra_error(exc, sys.argv[1:])}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

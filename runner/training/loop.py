@@ -1,0 +1,311 @@
+"""The training loop: epochs, validation, schedulers, early stopping, checkpoints, logging.
+
+Nothing here knows which model family it trains: a family's `training_step` does its own
+optimisation through the `OptimizerStep` it is handed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from runner.data.loader import BatchPreprocessor
+from runner.errors import RunnerError, TrainingDiverged
+from runner.models.base import RunnerModel
+from runner.training.checkpoint import save_checkpoint
+from runner.training.device import rng_state, set_rng_state
+from runner.training.early_stopping import EarlyStopping
+from runner.training.step import OptimizerStep
+from runner.training.tensorboard import TensorBoardLogger
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class Schedule:
+    """A learning-rate scheduler and when it steps: per `epoch` or per `step`; `monitor` feeds
+    ReduceLROnPlateau."""
+
+    scheduler: Any
+    interval: str = "epoch"
+    monitor: str | None = None
+
+
+@dataclass
+class FitResult:
+    best_metrics: dict[str, float]
+    best_epoch: int
+    epochs_trained: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class MetricMeans:
+    """Batch-size-weighted means of metric tensors, kept on the device until `compute`."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, metrics: dict[str, torch.Tensor], n: int) -> None:
+        for name, value in metrics.items():
+            value = value.detach().float() * n
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += n
+
+    def compute(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}/{k}": (v / max(self.count, 1)).item() for k, v in self.sums.items()}
+
+
+class Trainer:
+    def __init__(
+        self,
+        *,
+        max_epochs: int,
+        step: OptimizerStep,
+        preprocess: BatchPreprocessor,
+        monitor: str,
+        mode: str = "min",
+        early_stopping: EarlyStopping | None = None,
+        checkpoint_dir: Path | None = None,
+        logger: TensorBoardLogger | None = None,
+        log_images: bool = True,
+        config: dict | None = None,
+        progress_bar: bool = True,
+        log_every_n_steps: int = 50,
+        limit_train_batches: int | None = None,
+        image_every_n_epochs: int = 1,
+        num_images: int = 32,
+        callbacks: list[EpochCallback] | None = None,
+    ) -> None:
+        self.max_epochs = max_epochs
+        self.step = step
+        self.preprocess = preprocess
+        self.best = EarlyStopping(monitor, mode)
+        self.early_stopping = early_stopping
+        self.checkpoint_dir = checkpoint_dir
+        self.logger = logger
+        self.log_images = log_images
+        self.config = config or {}
+        self.progress_bar = progress_bar
+        self.log_every_n_steps = log_every_n_steps
+        self.limit_train_batches = limit_train_batches
+        self.image_every_n_epochs = image_every_n_epochs
+        self.num_images = num_images
+        self.callbacks = callbacks or []
+        self.epoch = 0
+        self.global_step = 0
+        self.best_epoch = -1
+        self.best_metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+
+    # -----------------------------------------------------------------------------------------
+    def fit(
+        self,
+        model: RunnerModel,
+        train_loader,
+        val_loader,
+        optimizers: dict[str, torch.optim.Optimizer],
+        schedules: dict[str, Schedule],
+        resume: dict | None = None,
+    ) -> FitResult:
+        if resume is not None:
+            self._restore(resume, model, optimizers, schedules, train_loader)
+        image_batch = self._image_batch(val_loader)
+        stopped_early = self.early_stopping is not None and self.early_stopping.should_stop
+        while self.epoch < self.max_epochs and not stopped_early:
+            started = time.perf_counter()
+            train_metrics = self._train_epoch(model, train_loader, optimizers, schedules)
+            val_metrics = self.evaluate(model, val_loader, "val")
+            metrics = {**train_metrics, **val_metrics, **self._learning_rates(optimizers)}
+            self._check_monitor(metrics)
+            for schedule in schedules.values():
+                if schedule.interval == "epoch":
+                    self._step_scheduler(schedule, metrics)
+            improved = self.best.update(metrics[self.best.monitor])
+            if improved:
+                self.best_epoch, self.best_metrics = self.epoch, val_metrics
+            if self.early_stopping is not None:
+                self.early_stopping.update(metrics[self.early_stopping.monitor])
+                stopped_early = self.early_stopping.should_stop
+            self.history.append({"epoch": self.epoch, **metrics})
+            self._log_epoch(model, metrics, image_batch)
+            self.epoch += 1
+            self._save(model, optimizers, schedules, train_loader, best=improved)
+            log.info(
+                "epoch %d/%d  %s  (%.1f s)",
+                self.epoch,
+                self.max_epochs,
+                "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/lr" not in k),
+                time.perf_counter() - started,
+            )
+            for callback in self.callbacks:
+                callback(self.epoch, metrics)
+        if stopped_early:
+            log.info("Early stopping: %s did not improve for %d epochs.", self.early_stopping.monitor, self.early_stopping.wait)
+        return FitResult(self.best_metrics, self.best_epoch, self.epoch, stopped_early, self.history)
+
+    def _train_epoch(self, model, loader, optimizers, schedules) -> dict[str, float]:
+        model.train()
+        model.on_train_epoch_start(self.epoch)
+        means = MetricMeans()
+        total = len(loader) if self.limit_train_batches is None else min(len(loader), self.limit_train_batches)
+        bar = tqdm(
+            loader,
+            total=total,
+            desc=f"epoch {self.epoch + 1}/{self.max_epochs}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not self.progress_bar,
+        )
+        for i, batch in enumerate(bar):
+            if i >= total:
+                break
+            x, y = self.preprocess(batch, train=True)
+            losses = model.training_step((x, y), optimizers, self.step)
+            means.add(losses, len(x))
+            self.global_step += 1
+            for schedule in schedules.values():
+                if schedule.interval == "step":
+                    schedule.scheduler.step()
+            if self.global_step % self.log_every_n_steps == 0:
+                loss = losses["loss"].item()
+                self._check_finite("train/loss", loss)
+                bar.set_postfix(loss=f"{loss:.4g}")
+        bar.close()
+        metrics = means.compute("train")
+        for name, value in metrics.items():
+            self._check_finite(name, value)
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, model: RunnerModel, loader, split: str) -> dict[str, float]:
+        """Mean metrics over a loader, prefixed `split/`; `test` uses the family's test_step."""
+        model.eval()
+        means = MetricMeans()
+        run = model.test_step if split == "test" else model.validation_step
+        for batch in tqdm(loader, desc=split, leave=False, dynamic_ncols=True, disable=not self.progress_bar):
+            x, y = self.preprocess(batch, train=False)
+            with self.step.autocast():
+                means.add(run((x, y)), len(x))
+        return means.compute(split)
+
+    # -----------------------------------------------------------------------------------------
+    def _check_finite(self, name: str, value: float) -> None:
+        if math.isfinite(value):
+            return
+        last = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+        kept = f" The last good checkpoint is {last}." if last and last.exists() else ""
+        raise TrainingDiverged(
+            f"{name} became {value} in epoch {self.epoch + 1} (step {self.global_step}); training "
+            f"stopped.{kept} Lower optimizer.lr, set regularization.grad_clip, or use "
+            "trainer.precision=32."
+        )
+
+    def _check_monitor(self, metrics: dict[str, float]) -> None:
+        wanted = [self.best.monitor] + ([self.early_stopping.monitor] if self.early_stopping else [])
+        for name in wanted:
+            if name not in metrics:
+                raise RunnerError(
+                    f"The monitored metric {name!r} is not logged by this model. Set "
+                    f"optimized_metric (or regularization.early_stopping.monitor) to one of: "
+                    f"{', '.join(sorted(metrics))}."
+                )
+            self._check_finite(name, metrics[name])
+
+    @staticmethod
+    def _step_scheduler(schedule: Schedule, metrics: dict[str, float]) -> None:
+        if schedule.monitor is not None:
+            schedule.scheduler.step(metrics[schedule.monitor])
+        else:
+            schedule.scheduler.step()
+
+    @staticmethod
+    def _learning_rates(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        if len(optimizers) == 1:
+            (opt,) = optimizers.values()
+            return {"train/lr": opt.param_groups[0]["lr"]}
+        return {f"train/lr_{name}": opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
+
+    def _image_batch(self, loader) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.logger is None or not self.log_images:
+            return None
+        x, y = self.preprocess(next(iter(loader)), train=False)
+        return x[: self.num_images], y[: self.num_images]
+
+    def _log_epoch(self, model: RunnerModel, metrics: dict[str, float], image_batch) -> None:
+        if self.logger is None:
+            return
+        self.logger.scalars(metrics, self.epoch)
+        if image_batch is not None and self.epoch % self.image_every_n_epochs == 0:
+            model.eval()
+            # Image noise must not shift the training random stream, or logging would change results.
+            with torch.random.fork_rng(devices=[image_batch[0].device] if image_batch[0].is_cuda else []):
+                self.logger.images({f"val/{k}": v for k, v in model.images(*image_batch).items()}, self.epoch)
+        self.logger.flush()
+
+    # -----------------------------------------------------------------------------------------
+    def state_dict(self, model, optimizers, schedules, train_loader) -> dict:
+        generator = getattr(train_loader, "generator", None)
+        return {
+            "model": model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "schedulers": {k: s.scheduler.state_dict() for k, s in schedules.items()},
+            "scalers": self.step.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best": self.best.state_dict(),
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+            "history": self.history,
+            "rng": rng_state(),
+            "loader_rng": generator.get_state() if generator is not None else None,
+            "config": self.config,
+        }
+
+    def _save(self, model, optimizers, schedules, train_loader, best: bool) -> None:
+        if self.checkpoint_dir is None:
+            return
+        state = self.state_dict(model, optimizers, schedules, train_loader)
+        if best:
+            save_checkpoint(state, self.checkpoint_dir / "best.pt")
+        save_checkpoint(state, self.checkpoint_dir / "last.pt")
+
+    def _restore(self, state, model, optimizers, schedules, train_loader) -> None:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise RunnerError(
+                f"The checkpoint does not fit this model (was it trained with another model or "
+                f"dataset?): {str(exc).splitlines()[0]} ..."
+            ) from None
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, schedule in schedules.items():
+            if name in state["schedulers"]:
+                schedule.scheduler.load_state_dict(state["schedulers"][name])
+        self.step.load_state_dict(state["scalers"])
+        self.epoch = state["epoch"]
+        self.global_step = state["global_step"]
+        self.best.load_state_dict(state["best"])
+        self.best_epoch = state["best_epoch"]
+        self.best_metrics = dict(state["best_metrics"])
+        if self.early_stopping is not None and state["early_stopping"] is not None:
+            self.early_stopping.load_state_dict(state["early_stopping"])
+        self.history = list(state["history"])
+        set_rng_state(state["rng"])
+        generator = getattr(train_loader, "generator", None)
+        if generator is not None and state["loader_rng"] is not None:
+            generator.set_state(state["loader_rng"])
+        log.info("Resumed after epoch %d (step %d).", self.epoch, self.global_step)
