@@ -75,7 +75,9 @@ def class_images(labels: np.ndarray, size: int = 28, seed: int = 0) -> np.ndarra
     return images
 
 
-def write_mnist_like(root: Path, name: str = "MNIST", n_train: int = 300, n_test: int = 100, compress=False) -> Path:
+def write_mnist_like(
+    root: Path, name: str = "MNIST", n_train: int = 300, n_test: int = 100, compress=False
+) -> Path:
     """Tiny IDX files in `root/<name>/raw/`, the layout torchvision's MNIST classes read."""
     raw = root / name / "raw"
     raw.mkdir(parents=True, exist_ok=True)

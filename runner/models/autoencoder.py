@@ -55,7 +55,9 @@ class Autoencoder(RunnerModel):
         c, h, w = self.in_shape
         if arch == "mlp":
             dims = [c * h * w, *hidden_dims, latent_dim]
-            self.encoder = nn.Sequential(nn.Flatten(), mlp(dims, activation, dropout, normalization))
+            self.encoder = nn.Sequential(
+                nn.Flatten(), mlp(dims, activation, dropout, normalization)
+            )
             self.decoder = nn.Sequential(
                 mlp(dims[::-1], activation, dropout, normalization), nn.Unflatten(1, self.in_shape)
             )

@@ -21,7 +21,9 @@ class RunnerModel(nn.Module):
     several optimisers (the GAN) override `configure_optimizers` and `training_step`.
     """
 
-    def configure_optimizers(self, make_optimizer: MakeOptimizer) -> dict[str, torch.optim.Optimizer]:
+    def configure_optimizers(
+        self, make_optimizer: MakeOptimizer
+    ) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers; `make_optimizer(params, **overrides)` is the configured partial."""
         return {"model": make_optimizer(self.parameters())}
 

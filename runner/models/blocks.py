@@ -32,7 +32,9 @@ def _norm_1d(kind: Normalization, width: int) -> list[nn.Module]:
 
 def _norm_2d(kind: Normalization, channels: int) -> list[nn.Module]:
     # GroupNorm with one group normalises over (C, H, W): layer norm for feature maps.
-    return {"none": [], "batch": [nn.BatchNorm2d(channels)], "layer": [nn.GroupNorm(1, channels)]}[kind]
+    return {"none": [], "batch": [nn.BatchNorm2d(channels)], "layer": [nn.GroupNorm(1, channels)]}[
+        kind
+    ]
 
 
 def mlp(
@@ -41,7 +43,7 @@ def mlp(
     dropout: float = 0.0,
     normalization: Normalization = "none",
 ) -> nn.Sequential:
-    """Linear layers through `dims`; norm, activation and dropout between them, not after the last."""
+    """Linear layers through `dims`; norm, activation and dropout between (not after) them."""
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(nn.Linear(d_in, d_out))
@@ -122,4 +124,6 @@ def image_pairs(*rows: torch.Tensor, columns: int = 8) -> torch.Tensor:
     from torchvision.utils import make_grid
 
     stacked = torch.stack(rows, dim=1).flatten(0, 1)  # [B * len(rows), C, H, W], interleaved
-    return make_grid(stacked.float().clamp(0, 1).cpu(), nrow=columns * len(rows), padding=1, pad_value=1.0)
+    return make_grid(
+        stacked.float().clamp(0, 1).cpu(), nrow=columns * len(rows), padding=1, pad_value=1.0
+    )

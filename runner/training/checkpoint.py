@@ -12,7 +12,7 @@ from runner.errors import RunnerError
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a kill never leaves half a file."""
+    """Write a temporary file in the same folder, then rename: a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
@@ -46,5 +46,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "Use another checkpoint (best.pt, last.pt) or start without ckpt_path."
         ) from None
     if not isinstance(state, dict) or "model" not in state:
-        raise RunnerError(f"Checkpoint {p} holds no model state; it was not written by this project.")
+        raise RunnerError(
+            f"Checkpoint {p} holds no model state; it was not written by this project."
+        )
     return state

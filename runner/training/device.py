@@ -22,9 +22,13 @@ def select_device(name: str = "auto") -> torch.device:
             return torch.device("cuda")
         return torch.device("mps") if has_mps else torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RunnerError("trainer.device=cuda but no CUDA GPU is visible; use trainer.device=auto or cpu.")
+        raise RunnerError(
+            "trainer.device=cuda but no CUDA GPU is visible; use trainer.device=auto or cpu."
+        )
     if name == "mps" and not has_mps:
-        raise RunnerError("trainer.device=mps but MPS is not available; use trainer.device=auto or cpu.")
+        raise RunnerError(
+            "trainer.device=mps but MPS is not available; use trainer.device=auto or cpu."
+        )
     return torch.device(name)
 
 
@@ -54,7 +58,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 def rng_state() -> dict:
     """Every random stream training touches, as tensors and builtins (weights-only loadable)."""
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_gauss": random.getstate()[2]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -8,7 +8,9 @@ import math
 class EarlyStopping:
     """With `patience=None` it only tracks the best value (used for the best checkpoint)."""
 
-    def __init__(self, monitor: str, mode: str = "min", patience: int | None = None, min_delta: float = 0.0):
+    def __init__(
+        self, monitor: str, mode: str = "min", patience: int | None = None, min_delta: float = 0.0
+    ):
         self.monitor = monitor
         self.mode = mode
         self.patience = patience

@@ -27,7 +27,9 @@ class TensorBoardLogger:
         for name, image in images.items():
             self.writer.add_image(name, image, step)
 
-    def embedding(self, codes: torch.Tensor, labels: list[Any], thumbnails: torch.Tensor | None, tag: str) -> None:
+    def embedding(
+        self, codes: torch.Tensor, labels: list[Any], thumbnails: torch.Tensor | None, tag: str
+    ) -> None:
         self.writer.add_embedding(codes, metadata=labels, label_img=thumbnails, tag=tag)
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
@@ -36,7 +38,9 @@ class TensorBoardLogger:
         Metric tags must not be per-epoch series (the tab shows a tag's latest value), so callers
         pass `test/*` and `val/<name>_best`.
         """
-        clean = {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in params.items()}
+        clean = {
+            k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in params.items()
+        }
         experiment, session_start, session_end = hparams_summary(clean, metrics)
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):

@@ -1,0 +1,372 @@
+"""Dataset registry: every builder returns train/val/test splits plus the data's shape and classes.
+
+Datasets that fit in memory are decoded once into uint8 tensors [N, C, H, W] and cached, so the
+training loop can serve them from the device without per-sample Python work. Large image folders
+stay on disk and are read by a DataLoader with workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset, Subset
+
+from runner.errors import RunnerError
+
+
+@dataclass
+class TensorSplit:
+    """A split held in memory: uint8 images [N, C, H, W] and int64 labels [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray | torch.Tensor) -> TensorSplit:
+        index = torch.as_tensor(index, dtype=torch.long)
+        return TensorSplit(self.images[index], self.labels[index])
+
+
+Split = TensorSplit | Dataset
+
+
+@dataclass
+class ImageData:
+    """What a dataset builder returns; `shape` is (C, H, W) of one image."""
+
+    train: Split
+    val: Split
+    test: Split
+    shape: tuple[int, int, int]
+    num_classes: int
+    class_names: list[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting helpers (scikit-learn does the stratification)
+
+
+def stratified_split(
+    labels: np.ndarray, test_size: float | int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of (keep, held_out), stratified by label where every class can be represented."""
+    index = np.arange(len(labels))
+    try:
+        keep, held = train_test_split(index, test_size=test_size, stratify=labels, random_state=seed)
+    except ValueError:  # too few examples per class to stratify: a seeded plain split
+        keep, held = train_test_split(index, test_size=test_size, random_state=seed)
+    return np.sort(keep), np.sort(held)
+
+
+def carve_splits(
+    train: Split,
+    test: Split,
+    labels: np.ndarray,
+    val_fraction: float,
+    train_subset: int | None,
+    split_seed: int,
+) -> tuple[Split, Split, Split]:
+    """Carve a seeded, stratified val split from train, then keep `train_subset` examples."""
+    keep, val_index = stratified_split(labels, val_fraction, split_seed)
+    keep = keep[keep_subset(labels[keep], train_subset, split_seed)]
+    return _take(train, keep), _take(train, val_index), test
+
+
+def keep_subset(labels: np.ndarray, train_subset: int | None, seed: int) -> np.ndarray:
+    """Indices of `train_subset` examples, stratified and seeded (all of them for None)."""
+    if train_subset is None or train_subset == len(labels):
+        return np.arange(len(labels))
+    if train_subset > len(labels):
+        raise RunnerError(
+            f"dataset.train_subset={train_subset} is larger than the {len(labels)} training "
+            "examples left after the validation split; lower it or set it to null."
+        )
+    keep, _ = stratified_split(labels, len(labels) - train_subset, seed)
+    return keep
+
+
+def _take(split: Split, index: np.ndarray) -> Split:
+    if isinstance(split, TensorSplit):
+        return split.subset(index)
+    return Subset(split, index.tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# Caching decoded tensors
+
+
+def _writable(path: Path) -> bool:
+    """Whether files may be created at `path`. Mode bits count even for root, who could write
+    anyway: a folder marked read-only is shared data to leave alone."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    return os.access(probe, os.W_OK) and bool(probe.stat().st_mode & 0o222)
+
+
+def user_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hydra-runner"
+
+
+def cache_dir_for(preferred: Path, name: str) -> Path:
+    """`preferred` when it can be written, else the user's cache folder."""
+    return preferred if _writable(preferred) else user_cache_dir() / name
+
+
+def load_or_build(cache_file: Path, build: callable) -> TensorSplit:
+    """Load a cached TensorSplit, or build it and cache it atomically."""
+    if cache_file.exists():
+        try:
+            blob = torch.load(cache_file, weights_only=True)
+            return TensorSplit(blob["images"], blob["labels"])
+        except Exception:
+            cache_file.unlink(missing_ok=True)  # a broken cache is rebuilt, not fatal
+    split = build()
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(".tmp")
+    torch.save({"images": split.images, "labels": split.labels}, tmp)
+    os.replace(tmp, cache_file)
+    return split
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders (each one is a `_target_` in conf/dataset/)
+
+
+def digits(
+    val_fraction: float = 0.1,
+    train_subset: int | None = None,
+    split_seed: int = 0,
+    test_fraction: float = 0.2,
+    shape: Sequence[int] = (1, 8, 8),
+    num_classes: int = 10,
+) -> ImageData:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images): no download needed."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8))
+    images = images.unsqueeze(1)
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    full = TensorSplit(images, labels)
+    train_index, test_index = stratified_split(bunch.target, test_fraction, split_seed)
+    train, test = full.subset(train_index), full.subset(test_index)
+    train, val, test = carve_splits(
+        train, test, train.labels.numpy(), val_fraction, train_subset, split_seed
+    )
+    _check_declared(tuple(images.shape[1:]), shape, 10, num_classes, "digits")
+    return ImageData(train, val, test, (1, 8, 8), 10, [str(i) for i in range(10)])
+
+
+TorchvisionName = Literal["MNIST", "FashionMNIST", "KMNIST", "CIFAR10"]
+
+
+def torchvision_images(
+    name: TorchvisionName,
+    root: str,
+    download: bool = True,
+    val_fraction: float = 0.1,
+    train_subset: int | None = None,
+    split_seed: int = 0,
+    shape: Sequence[int] = (1, 28, 28),
+    num_classes: int = 10,
+    cache_dir: str | None = None,
+) -> ImageData:
+    """MNIST, Fashion-MNIST, KMNIST or CIFAR-10 through torchvision, decoded once and cached."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, name)
+    root_path = Path(root).expanduser()
+    cache = Path(cache_dir) if cache_dir else cache_dir_for(root_path / name / "cache", name)
+    splits = {}
+    for train in (True, False):
+        part = "train" if train else "test"
+        splits[part] = load_or_build(
+            cache / f"{part}-uint8.pt",
+            lambda train=train: _decode_torchvision(cls, name, root_path, cache, train, download),
+        )
+    classes = list(getattr(cls, "classes", [str(i) for i in range(num_classes)]))
+    found_shape = tuple(splits["train"].images.shape[1:])
+    _check_declared(found_shape, shape, len(classes), num_classes, name)
+    train, val, test = carve_splits(
+        splits["train"],
+        splits["test"],
+        splits["train"].labels.numpy(),
+        val_fraction,
+        train_subset,
+        split_seed,
+    )
+    return ImageData(train, val, test, found_shape, len(classes), classes)
+
+
+def _decode_torchvision(cls, name: str, root: Path, cache: Path, train: bool, download: bool):
+    source = _readable_root(name, root, cache)
+    try:
+        ds = cls(str(source), train=train, download=download)
+    except Exception as exc:
+        raise RunnerError(_missing_files_message(cls, name, root, download, exc)) from None
+    data = torch.as_tensor(np.asarray(ds.data))
+    images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # CIFAR is NHWC
+    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
+    return TensorSplit(images.contiguous(), labels)
+
+
+def _readable_root(name: str, root: Path, cache: Path) -> Path:
+    """torchvision unpacks MNIST's .gz files beside them; for a read-only folder we unpack them
+    into the cache instead and point torchvision there."""
+    from torchvision.datasets.utils import extract_archive
+
+    raw = root / name / "raw"
+    packed = sorted(raw.glob("*.gz")) if raw.is_dir() else []
+    if not packed or _writable(raw):
+        return root
+    mirror_raw = cache / "mirror" / name / "raw"
+    mirror_raw.mkdir(parents=True, exist_ok=True)
+    for file in packed:
+        if not (mirror_raw / file.stem).exists():
+            extract_archive(str(file), str(mirror_raw))
+    return cache / "mirror"
+
+
+def _missing_files_message(cls, name: str, root: Path, download: bool, exc: Exception) -> str:
+    if hasattr(cls, "resources"):  # MNIST family
+        files = [os.path.basename(str(entry[0])) for entry in cls.resources]
+        folder = root / name / "raw"
+    else:  # CIFAR
+        files = [cls.filename]
+        folder = root
+    why = "the download failed" if download else "dataset.download=false and the files are missing"
+    return (
+        f"Could not load {name} from {root} ({why}: {str(exc).strip() or type(exc).__name__}). "
+        f"Without network access, fetch {', '.join(files)} on another machine and put them in "
+        f"{folder}/, or point dataset.root at the folder that holds {name}/."
+    )
+
+
+def _check_declared(found, declared, classes_found, classes_declared, name) -> None:
+    if declared is not None and tuple(declared) != tuple(found):
+        raise RunnerError(
+            f"dataset.shape={list(declared)} does not match {name}'s images {list(found)}; "
+            "remove the override or fix it."
+        )
+    if classes_declared is not None and classes_declared != classes_found:
+        raise RunnerError(
+            f"dataset.num_classes={classes_declared} but {name} has {classes_found} classes."
+        )
+
+
+def image_folder(
+    path: str,
+    shape: Sequence[int] = (3, 64, 64),
+    num_classes: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    train_subset: int | None = None,
+    split_seed: int = 0,
+    in_memory: Literal["auto", "always", "never"] = "auto",
+    max_memory_mb: int = 2048,
+    cache_dir: str | None = None,
+) -> ImageData:
+    """A user's class-per-folder images, resized to `shape`.
+
+    Either one folder (`path/<class>/*.jpg`, split by seeded fractions) or three
+    (`path/train`, `path/val`, `path/test`; a missing val is carved from train).
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise RunnerError(
+            f"dataset.path={path!r} is not a folder. Expected one sub-folder per class "
+            "(path/cat/001.jpg, path/dog/002.jpg, ...) or train/, val/ and test/ folders that "
+            "each hold class sub-folders."
+        )
+    channels, height, width = (int(s) for s in shape)
+    if channels not in (1, 3):
+        raise RunnerError(f"dataset.shape={list(shape)}: the channel count must be 1 or 3.")
+    folders = {part: root / part for part in ("train", "val", "test") if (root / part).is_dir()}
+    sources = {part: _image_folder(f, channels, height, width) for part, f in folders.items()}
+    if "train" not in sources:
+        if folders:
+            raise RunnerError(f"{root} has {sorted(folders)} folders but no train/ folder.")
+        sources = {"all": _image_folder(root, channels, height, width)}
+    first = next(iter(sources.values()))
+    classes = list(first.classes)
+    for part, ds in sources.items():
+        if list(ds.classes) != classes:
+            raise RunnerError(f"{root / part} has classes {ds.classes}, expected {classes}.")
+    if num_classes is not None and num_classes != len(classes):
+        raise RunnerError(
+            f"dataset.num_classes={num_classes} but {root} has {len(classes)} class folders."
+        )
+    total = sum(len(ds) for ds in sources.values())
+    fits = total * channels * height * width <= max_memory_mb * 2**20
+    if in_memory == "always" or (in_memory == "auto" and fits):
+        # Not inside `root`: ImageFolder would take the cache folder for a class.
+        cache = Path(cache_dir) if cache_dir else user_cache_dir() / "image_folder"
+        sources = {
+            part: load_or_build(cache / f"{_fingerprint(ds, shape)}.pt", lambda d=ds: _decode(d))
+            for part, ds in sources.items()
+        }
+    split_labels = {part: np.asarray(_labels(ds)) for part, ds in sources.items()}
+    if "all" in sources:
+        data, labels = sources["all"], split_labels["all"]
+        rest, test_index = stratified_split(labels, test_fraction, split_seed)
+        train_pool, test = _take(data, rest), _take(data, test_index)
+        train, val, test = carve_splits(
+            train_pool, test, labels[rest], val_fraction, train_subset, split_seed
+        )
+    else:
+        test = sources.get("test")
+        if test is None:
+            raise RunnerError(f"{root} has a train/ folder but no test/ folder.")
+        if "val" in sources:
+            keep = keep_subset(split_labels["train"], train_subset, split_seed)
+            train, val = _take(sources["train"], keep), sources["val"]
+        else:
+            train, val, test = carve_splits(
+                sources["train"], test, split_labels["train"], val_fraction, train_subset, split_seed
+            )
+    return ImageData(train, val, test, (channels, height, width), len(classes), classes)
+
+
+def _image_folder(folder: Path, channels: int, height: int, width: int):
+    import torchvision.datasets as tvd
+    import torchvision.transforms.v2 as T
+
+    steps = [T.Resize((height, width), antialias=True)]
+    if channels == 1:
+        steps.append(T.Grayscale(1))
+    steps.append(T.PILToTensor())
+    try:
+        return tvd.ImageFolder(str(folder), transform=T.Compose(steps))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise RunnerError(f"Cannot read images from {folder}: {exc}") from None
+
+
+def _labels(split) -> list[int]:
+    if isinstance(split, TensorSplit):
+        return split.labels.tolist()
+    return [label for _, label in split.samples]
+
+
+def _fingerprint(ds, shape: Sequence[int]) -> str:
+    digest = hashlib.sha1(repr(list(shape)).encode())
+    for file, label in ds.samples:
+        stat = os.stat(file)
+        digest.update(f"{file}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _decode(ds) -> TensorSplit:
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=min(4, os.cpu_count() or 1))
+    images, labels = zip(*loader)
+    return TensorSplit(torch.cat(images), torch.cat(labels).long())

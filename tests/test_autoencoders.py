@@ -1,0 +1,105 @@
+"""Each autoencoder trains on the bundled digits and on MNIST-format files: the loss falls."""
+
+import pytest
+import torch
+
+from runner.train import run
+from runner.training.checkpoint import load_checkpoint
+
+
+def _history(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["history"]
+
+
+@pytest.mark.parametrize("model", ["ae", "deep_ae", "sparse_ae", "denoising_ae"])
+def test_loss_falls_on_digits(config, tmp_path, model):
+    cfg = config(
+        f"model={model}", "trainer.max_epochs=4", "trainer.batch_size=32", "optimizer.lr=2e-3"
+    )
+    metrics = run(cfg)
+    history = _history(tmp_path / "run")
+    assert history[-1]["val/loss"] < 0.8 * history[0]["val/loss"]
+    assert history[-1]["train/loss"] < history[0]["train/loss"]
+    assert metrics["test/recon_mse"] < history[0]["val/recon_mse"]
+
+
+@pytest.mark.parametrize("model", ["ae", "deep_ae"])
+def test_loss_falls_on_mnist_format_files(config, tmp_path, tiny_mnist, model):
+    cfg = config(
+        f"model={model}",
+        "dataset=mnist",
+        f"dataset.root={tiny_mnist}",
+        "dataset.download=false",
+        "trainer.max_epochs=3",
+        "trainer.batch_size=32",
+    )
+    run(cfg)
+    history = _history(tmp_path / "run")
+    assert history[-1]["val/loss"] < history[0]["val/loss"]
+
+
+def test_sparse_ae_logs_activation_statistics_and_kl_lowers_the_rate(config, tmp_path):
+    cfg = config(
+        "model=sparse_ae",
+        "model.sparsity=kl",
+        "model.sparsity_weight=0.5",
+        "model.sparsity_target=0.05",
+        "trainer.max_epochs=6",
+        "trainer.batch_size=64",
+    )
+    run(cfg)
+    history = _history(tmp_path / "run")
+    assert {"val/mean_activation", "val/frac_near_zero", "val/sparsity_penalty"} <= history[
+        0
+    ].keys()
+    # Sigmoid codes start near 0.5; the KL penalty drives the mean activation towards rho.
+    assert history[-1]["val/mean_activation"] < history[0]["val/mean_activation"]
+    assert history[-1]["val/mean_activation"] < 0.3
+
+
+def test_l1_sparsity_zeroes_more_units_than_a_plain_ae(config, tmp_path):
+    sparse = run(
+        config(
+            "model=sparse_ae",
+            "model.sparsity_weight=0.05",
+            "trainer.max_epochs=4",
+            run_dir=tmp_path / "s",
+        )
+    )
+    plain = run(
+        config(
+            "model=sparse_ae",
+            "model.sparsity_weight=0",
+            "trainer.max_epochs=4",
+            run_dir=tmp_path / "p",
+        )
+    )
+    assert sparse["val/frac_near_zero"] > plain["val/frac_near_zero"]
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "masking", "salt_and_pepper"])
+def test_denoising_ae_output_is_closer_to_clean_than_its_input(config, noise):
+    cfg = config(
+        "model=denoising_ae",
+        f"model.noise_type={noise}",
+        "model.noise_level=0.3",
+        "trainer.max_epochs=5",
+        "trainer.batch_size=64",
+        "optimizer.lr=3e-3",
+    )
+    metrics = run(cfg)
+    assert metrics["test/recon_mse"] < metrics["test/noisy_mse"]
+
+
+def test_weight_init_schemes_change_the_weights(config):
+    from runner.build import build_model
+
+    torch.manual_seed(0)
+    default = build_model(config("model.init=default")).encoder[1][0].weight
+    torch.manual_seed(0)
+    xavier = build_model(config("model.init=xavier")).encoder[1][0].weight
+    torch.manual_seed(0)
+    kaiming = build_model(config("model.init=kaiming")).encoder[1][0].weight
+    assert not torch.equal(default, xavier) and not torch.equal(xavier, kaiming)
+    # Kaiming-normal for ReLU has std sqrt(2 / fan_in).
+    assert abs(kaiming.std().item() - (2 / 64) ** 0.5) < 0.02

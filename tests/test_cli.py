@@ -1,0 +1,107 @@
+"""The command line: a real run and a multirun in a subprocess, and clear errors for bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+import runner.train
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = [
+    "trainer.max_epochs=1",
+    "trainer.progress_bar=false",
+    "logger.log_images=false",
+    "model.hidden_dims=[32]",
+]
+
+
+def _cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "runner.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_run_prints_the_tree_and_the_tensorboard_line_and_writes_its_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    result = _cli(*QUICK, f"hydra.run.dir={run_dir}", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "├── model" in result.stdout and "_target_: runner.models.Autoencoder" in result.stdout
+    assert f"TensorBoard: tensorboard --logdir {run_dir}" in result.stdout
+    for name in (
+        ".hydra/config.yaml",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "metrics.json",
+    ):
+        assert (run_dir / name).exists(), name
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert "test/loss" in json.loads((run_dir / "metrics.json").read_text())["metrics"]
+
+
+def test_multirun_sweeps_two_values_into_one_log_folder(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = _cli("-m", *QUICK, "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1"]
+    lrs = [(p / ".hydra" / "overrides.yaml").read_text() for p in runs]
+    assert "optimizer.lr=0.001" in lrs[0] and "optimizer.lr=0.01" in lrs[1]
+    assert all(
+        (p / "metrics.json").exists() and list(p.glob("events.out.tfevents.*")) for p in runs
+    )
+    assert f"tensorboard --logdir {sweep}" in result.stdout
+
+
+def test_bad_override_exits_2_with_one_paragraph_and_no_traceback(tmp_path):
+    result = _cli("model=vea", f"hydra.run.dir={tmp_path}", cwd=ROOT)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: Unknown choice model=vea. Valid choices for model:")
+    assert "deep_ae" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["model=vea"], "Unknown choice model=vea. Valid choices for model: "),
+        (
+            ["trainer.max_epoch=3"],
+            "Unknown key trainer.max_epoch. Did you mean trainer.max_epochs?",
+        ),
+        (["model.latnt_dim=3"], "Unknown key model.latnt_dim. Did you mean model.latent_dim?"),
+        (["trainer.max_epochs=abc"], "Invalid value for trainer.max_epochs"),
+        (["optimizer.lr=-1"], "optimizer.lr=-1 is out of range: expected a number > 0."),
+        (["regularization.dropout=1.5"], "regularization.dropout=1.5 is out of range"),
+        (["regularization.early_stopping.patience=-2"], "patience=-2 is out of range"),
+        (
+            ["dataset=image_folder", "dataset.path=/no/such/folder"],
+            "dataset.path='/no/such/folder' is not a folder",
+        ),
+        (["ckpt_path=/no/such.pt"], "Checkpoint /no/such.pt does not exist"),
+        (["trainer.precision=64"], "trainer.precision='64' is not a valid choice"),
+    ],
+)
+def test_bad_input_is_rejected_at_start_up(tmp_path, monkeypatch, capsys, args, needle):
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["runner.train", *args, "trainer.progress_bar=false", f"hydra.run.dir={tmp_path}"],
+    )
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as exit_info:
+        runner.train.main()
+    GlobalHydra.instance().clear()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "checkpoints").exists()  # rejected before any training

@@ -1,0 +1,57 @@
+"""What a user sees in TensorBoard, read back with TensorBoard's own event reader."""
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from runner.train import run
+
+
+def _events(run_dir):
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_event_file_holds_scalars_images_and_hparams(config, tmp_path):
+    metrics = run(config("model=deep_ae", "trainer.max_epochs=2", "optimizer.lr=0.002"))
+    acc = _events(tmp_path / "run")
+    scalars = acc.Tags()["scalars"]
+    for tag in (
+        "train/loss",
+        "val/loss",
+        "val/recon_mse",
+        "train/lr",
+        "test/loss",
+        "val/loss_best",
+    ):
+        assert tag in scalars, tag
+    assert [e.step for e in acc.Scalars("val/loss")] == [0, 1]
+    assert abs(acc.Scalars("train/lr")[0].value - 0.002) < 1e-9
+
+    images = acc.Images("val/reconstructions")
+    assert len(images) == 2  # one grid per epoch
+    assert images[0].width > images[0].height  # inputs and reconstructions side by side
+
+    # HParams tab: the run's choices and knobs, with its final metrics.
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["model"].string_value == "deep_ae"
+    assert hparams["optimizer.lr"].number_value == 0.002
+    assert hparams["dataset"].string_value == "digits"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert {"test/loss", "val/loss_best"} <= metric_tags
+    assert abs(acc.Scalars("test/loss")[-1].value - metrics["test/loss"]) < 1e-6
+
+
+def test_denoising_model_shows_noisy_denoised_and_clean(config, tmp_path):
+    run(config("model=denoising_ae", "trainer.max_epochs=1"))
+    image = _events(tmp_path / "run").Images("val/denoising")[0]
+    assert image.width > 2.5 * image.height  # three images side by side per example row
+
+
+def test_no_tensorboard_when_the_logger_is_off(config, tmp_path):
+    run(config("logger=none", "trainer.max_epochs=1"))
+    assert not list((tmp_path / "run").glob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "metrics.json").exists()
