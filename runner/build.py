@@ -17,6 +17,7 @@ from runner.data.datasets import ImageData
 from runner.data.loader import make_loader
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
+from runner.search.cv import fold_split
 from runner.training.loop import Schedule
 
 log = logging.getLogger(__name__)
@@ -37,36 +38,56 @@ def build_data(cfg: DictConfig) -> ImageData:
     """Instantiate the dataset and write the shape and class count it found back into the config,
     where model configs read them by interpolation."""
     data = _instantiate(cfg.dataset, "the dataset")
+    if OmegaConf.select(cfg, "cv.fold") is not None:
+        data = fold_split(data, cfg.cv.folds, cfg.cv.fold, cfg.cv.seed)
     with open_dict(cfg):
         cfg.dataset.shape = list(data.shape)
         cfg.dataset.num_classes = data.num_classes
     log.info(
         "Data: %s train / %s val / %s test images of shape %s, %d classes.",
-        len(data.train), len(data.val), len(data.test), list(data.shape), data.num_classes,
+        len(data.train),
+        len(data.val),
+        len(data.test),
+        list(data.shape),
+        data.num_classes,
     )
     return data
 
 
-def build_loaders(cfg: DictConfig, data: ImageData, device: torch.device, seed: int):
-    """Train (shuffled by a seeded generator that checkpoints save), val and test loaders."""
+def build_loaders(
+    cfg: DictConfig, data: ImageData, device: torch.device, seed: int, world_size: int = 1
+):
+    """Train (shuffled by a seeded generator that checkpoints save), val and test loaders; with
+    data-parallel training the train loader serves global batches of batch_size x world_size."""
     generator = torch.Generator().manual_seed(seed)
     t = cfg.trainer
     eval_batch = t.eval_batch_size or t.batch_size
     common = {"device": device, "kind": t.loader, "num_workers": t.num_workers}
-    train = make_loader(data.train, t.batch_size, shuffle=True, drop_last=True, generator=generator, **common)
+    train = make_loader(
+        data.train,
+        t.batch_size * world_size,
+        shuffle=True,
+        drop_last=True,
+        generator=generator,
+        **common,
+    )
     val = make_loader(data.val, eval_batch, **common)
     test = make_loader(data.test, eval_batch, **common)
     return train, val, test
 
 
 def build_augmentation(cfg: DictConfig) -> BatchAugmentation:
-    return BatchAugmentation(**OmegaConf.to_container(cfg.regularization.augmentation, resolve=True))
+    return BatchAugmentation(
+        **OmegaConf.to_container(cfg.regularization.augmentation, resolve=True)
+    )
 
 
 def build_model(cfg: DictConfig) -> RunnerModel:
     model = _instantiate(cfg.model, "the model")
     if not isinstance(model, RunnerModel):
-        raise RunnerError(f"model._target_={cfg.model._target_} is not a runner.models.RunnerModel.")
+        raise RunnerError(
+            f"model._target_={cfg.model._target_} is not a runner.models.RunnerModel."
+        )
     return model
 
 
@@ -115,7 +136,16 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
-_SKIP = {"_target_", "_partial_", "_recursive_", "_convert_", "root", "path", "cache_dir", "in_shape"}
+_SKIP = {
+    "_target_",
+    "_partial_",
+    "_recursive_",
+    "_convert_",
+    "root",
+    "path",
+    "cache_dir",
+    "in_shape",
+}
 
 
 def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -124,4 +154,10 @@ def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
             if key not in _SKIP:
                 _flatten(value, f"{prefix}.{key}", out)
     else:
-        out[prefix] = "null" if node is None else node if isinstance(node, bool | int | float | str) else str(node)
+        out[prefix] = (
+            "null"
+            if node is None
+            else node
+            if isinstance(node, bool | int | float | str)
+            else str(node)
+        )

@@ -71,6 +71,8 @@ class TrainerConfig:
     limit_train_batches: int | None = None
     progress_bar: bool = True
     log_every_n_steps: int = 50
+    strategy: str = "single"
+    threads: int | None = None
 
 
 @dataclass
@@ -80,6 +82,22 @@ class LoggerConfig:
     image_every_n_epochs: int = 1
     num_images: int = 32
     log_hparams: bool = True
+
+
+@dataclass
+class CVConfig:
+    folds: int | None = None  # K >= 2 trains K models (K-fold cross-validation); None: off
+    fold: int | None = None  # set by runner.search.cv for each fold's run
+    seed: int = 0
+
+
+@dataclass
+class SearchConfig:
+    """Set by the Optuna sweeper on each trial, so the trial can report to its study."""
+
+    storage: str | None = None
+    study: str | None = None
+    trial_id: int | None = None
 
 
 @dataclass
@@ -99,6 +117,8 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     task_name: str = "train"
     optimized_metric: str = "val/loss"
     optimized_mode: str = "min"
@@ -120,6 +140,7 @@ CHOICES: dict[str, Sequence[str]] = {
     "trainer.device": ("auto", "cpu", "cuda", "mps"),
     "trainer.precision": ("auto", "32", "16-mixed", "bf16-mixed"),
     "trainer.loader": ("auto", "device", "dataloader"),
+    "trainer.strategy": ("single", "ddp"),
     "regularization.normalization": ("none", "batch", "layer"),
     "regularization.early_stopping.mode": ("min", "max"),
     "optimized_mode": ("min", "max"),
@@ -165,6 +186,7 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "trainer.num_workers": (_non_negative, "an integer >= 0"),
     "trainer.limit_train_batches": (_positive, "an integer >= 1, or null (all)"),
     "trainer.log_every_n_steps": (_positive, "an integer >= 1"),
+    "trainer.threads": (_positive, "an integer >= 1, or null (automatic)"),
     "logger.image_every_n_epochs": (_positive, "an integer >= 1"),
     "logger.num_images": (_positive, "an integer >= 1"),
     "dataset.val_fraction": (_fraction_open, "a fraction in (0, 1)"),
@@ -183,12 +205,19 @@ def validate(cfg: DictConfig) -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and str(value) not in allowed:
-            raise RunnerError(f"{key}={value!r} is not a valid choice. Choose one of: " + ", ".join(allowed) + ".")
+            raise RunnerError(
+                f"{key}={value!r} is not a valid choice. Choose one of: " + ", ".join(allowed) + "."
+            )
     for key, (check, allowed) in RANGES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or not check(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or math.isnan(value)
+            or not check(value)
+        ):
             raise RunnerError(f"{key}={value!r} is out of range: expected {allowed}.")
     for path in TARGET_GROUPS:
         node = OmegaConf.select(cfg, path)
@@ -217,6 +246,8 @@ def check_target_node(path: str, node: DictConfig) -> None:
             valid = [p for p in params if p not in ("self", "params", "optimizer")]
             raise RunnerError(unknown_key_message(f"{path}.{key}", valid, prefix=path))
         hint = hints.get(key)
+        if value is None and OmegaConf.is_interpolation(node, key):
+            continue  # filled from the data once it is loaded (image_folder's num_classes)
         if hint is not None and not _matches(value, hint):
             raise RunnerError(f"{path}.{key}={value!r} is not valid: expected {_describe(hint)}.")
 
@@ -225,7 +256,11 @@ def unknown_key_message(full_key: str, valid: Sequence[str], prefix: str) -> str
     """'Unknown key a.b. Did you mean a.c? Valid keys under a: ...'"""
     leaf = full_key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(leaf, list(valid), n=1)
-    hint = f" Did you mean {prefix}.{close[0]}?" if close and prefix else (f" Did you mean {close[0]}?" if close else "")
+    hint = (
+        f" Did you mean {prefix}.{close[0]}?"
+        if close and prefix
+        else (f" Did you mean {close[0]}?" if close else "")
+    )
     where = f"under {prefix}" if prefix else "at the top level"
     return f"Unknown key {full_key}.{hint} Valid keys {where}: {', '.join(sorted(valid))}."
 
@@ -280,23 +315,36 @@ def explain_hydra_error(exc: Exception, overrides: Sequence[str]) -> str:
     if missing:
         group, _, choice = missing.group(1).rpartition("/")
         if options:
-            names = [o.strip() for o in options.group(2).splitlines() if o.strip() and not o.strip().endswith("_schema")]
-            return f"Unknown choice {group}={choice}. Valid choices for {group}: {', '.join(names)}."
+            names = [
+                o.strip()
+                for o in options.group(2).splitlines()
+                if o.strip() and not o.strip().endswith("_schema")
+            ]
+            return (
+                f"Unknown choice {group}={choice}. Valid choices for {group}: {', '.join(names)}."
+            )
         return f"Unknown choice {group}={choice}: no such config in conf/{group}/."
     cause_text = str(exc.__cause__) if exc.__cause__ is not None else ""
     key_match = re.search(r"full_key: (\S+)", cause_text)
     if key_match and re.search(r"Key '[^']+' (is )?not in", cause_text):
         full_key = key_match.group(1)
         prefix = full_key.rpartition(".")[0]
-        valid = _keys_at(prefix, [o for o in overrides if not o.lstrip("+~").startswith(full_key + "=")])
+        valid = _keys_at(
+            prefix, [o for o in overrides if not o.lstrip("+~").startswith(full_key + "=")]
+        )
         if valid is not None:
             return unknown_key_message(full_key, valid, prefix)
-        return f"Unknown key {full_key}. Add it with +{full_key}=... only if the target really accepts it."
+        return (
+            f"Unknown key {full_key}. Check the spelling against conf/ and the model's arguments."
+        )
     if key_match:
         first = cause_text.splitlines()[0]
         return f"Invalid value for {key_match.group(1)}: {first}."
     if type(exc).__name__ == "OverrideParseException":
-        return f"Could not parse the command-line overrides ({text.splitlines()[0]}). Overrides look like key=value or group=option."
+        return (
+            f"Could not parse the command-line overrides ({text.splitlines()[0]}). "
+            "Overrides look like key=value or group=option."
+        )
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -310,7 +358,11 @@ def _keys_at(prefix: str, overrides: Sequence[str]) -> list[str] | None:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
             cfg = compose("config", overrides=[o for o in overrides if not o.startswith("-")])
         node = OmegaConf.select(cfg, prefix) if prefix else cfg
-        return [k for k in node if not str(k).startswith("_")] if isinstance(node, DictConfig) else None
+        return (
+            [k for k in node if not str(k).startswith("_")]
+            if isinstance(node, DictConfig)
+            else None
+        )
     except Exception:
         return None
     finally:

@@ -30,9 +30,19 @@ from runner.build import (
     build_schedules,
     hparams_of,
 )
-from runner.config import explain_hydra_error, register_configs, validate
+from runner.config import CONF_DIR, explain_hydra_error, register_configs, validate
 from runner.data.loader import BatchPreprocessor
+from runner.distributed import (
+    ShardedBatches,
+    average_gradients,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+)
 from runner.errors import RunnerError
+from runner.search.cv import run_folds
+from runner.search.resources import share_resources
+from runner.search.trial import pruning_callbacks
 from runner.training.checkpoint import load_checkpoint
 from runner.training.device import resolve_precision, seed_everything, select_device
 from runner.training.early_stopping import EarlyStopping
@@ -44,10 +54,11 @@ log = logging.getLogger("runner.train")
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def train(cfg: DictConfig) -> float:
     """Hydra's task function: one run, returning the optimised metric."""
-    return run(cfg)[cfg.optimized_metric]
+    metrics = run_folds(cfg, run) if cfg.cv.folds else run(cfg)
+    return metrics[cfg.optimized_metric]
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -57,6 +68,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out = Path(cfg.paths.output_dir)
     t = cfg.trainer
     seed_everything(t.seed, t.deterministic)
+    share_resources(cfg)
+    ddp = init_distributed(t.strategy, t.device)
+    main = ddp is None or ddp.is_main  # only rank 0 writes logs, checkpoints and metrics
     device = select_device(t.device)
     precision = resolve_precision(t.precision, device)
     log.info("Device %s, precision %s.", device, precision)
@@ -64,8 +78,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts
 
     data = build_data(cfg)
-    train_loader, val_loader, test_loader = build_loaders(cfg, data, device, t.seed)
+    train_loader, val_loader, test_loader = build_loaders(
+        cfg, data, device, t.seed, ddp.world_size if ddp else 1
+    )
     model = build_model(cfg).to(device)
+    if ddp:
+        train_loader = ShardedBatches(train_loader, ddp)
+        broadcast_parameters(model)
     if t.compile:
         for child in model.children():
             child.compile()
@@ -74,15 +93,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
     resume = checkpoint_to_resume(cfg, out)
 
     es = cfg.regularization.early_stopping
-    logger = TensorBoardLogger(out, purge_step=resume["epoch"] if resume else None) if cfg.logger.tensorboard else None
+    logger = (
+        TensorBoardLogger(out, purge_step=resume["epoch"] if resume else None)
+        if cfg.logger.tensorboard and main
+        else None
+    )
     trainer = Trainer(
         max_epochs=t.max_epochs,
-        step=OptimizerStep(device, precision, cfg.regularization.grad_clip),
+        step=OptimizerStep(
+            device, precision, cfg.regularization.grad_clip, average_gradients if ddp else None
+        ),
         preprocess=BatchPreprocessor(build_augmentation(cfg)),
         monitor=cfg.optimized_metric,
         mode=cfg.optimized_mode,
-        early_stopping=EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta) if es.patience is not None else None,
-        checkpoint_dir=out / "checkpoints",
+        early_stopping=EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta)
+        if es.patience is not None
+        else None,
+        checkpoint_dir=out / "checkpoints" if main else None,
         logger=logger,
         log_images=cfg.logger.log_images,
         config=OmegaConf.to_container(cfg, resolve=True),
@@ -91,10 +118,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         limit_train_batches=t.limit_train_batches,
         image_every_n_epochs=cfg.logger.image_every_n_epochs,
         num_images=cfg.logger.num_images,
+        callbacks=pruning_callbacks(cfg),
     )
     started = time.perf_counter()
     try:
         fit = trainer.fit(model, train_loader, val_loader, optimizers, schedules, resume)
+        barrier()  # rank 0 has written best.pt before any rank loads it
         best = out / "checkpoints" / "best.pt"
         if best.exists():
             model.load_state_dict(load_checkpoint(best)["model"])
@@ -116,16 +145,20 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "device": str(device),
             "precision": precision,
         }
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if main:
+            (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         if logger is not None:
             logger.scalars(test_metrics, fit.epochs_trained)
             if cfg.logger.log_hparams:
-                final = {k: v for k, v in metrics.items() if k.startswith("test/") or k.endswith("_best")}
+                final = {
+                    k: v for k, v in metrics.items() if k.startswith("test/") or k.endswith("_best")
+                }
                 logger.hparams(hparams_of(cfg), final, fit.epochs_trained)
     finally:
         if logger is not None:
             logger.close()
-    report(out, metrics)
+    if main:
+        report(out, metrics)
     return metrics
 
 
@@ -142,7 +175,16 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path) -> dict | None:
 
 
 def print_config_tree(cfg: DictConfig) -> None:
-    order = ["model", "dataset", "optimizer", "scheduler", "regularization", "trainer", "logger", "paths"]
+    order = [
+        "model",
+        "dataset",
+        "optimizer",
+        "scheduler",
+        "regularization",
+        "trainer",
+        "logger",
+        "paths",
+    ]
     lines = ["CONFIG"]
     for key in order + [k for k in cfg if k not in order]:
         node = cfg.get(key)
@@ -157,25 +199,30 @@ def report(out: Path, metrics: dict[str, float]) -> None:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         logdir = Path(HydraConfig.get().sweep.dir)
     shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-    print(f"Final metrics: {shown}\nRun folder: {out}\nTensorBoard: tensorboard --logdir {logdir}", flush=True)
+    print(
+        f"Final metrics: {shown}\nRun folder: {out}\nTensorBoard: tensorboard --logdir {logdir}",
+        flush=True,
+    )
 
 
 def main() -> None:
     """Console entry point: user mistakes become one clear paragraph and exit code 2."""
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us instead of exiting 1
     try:
         train()
-    except RunnerError as exc:
-        if full_error:
+    except (RunnerError, HydraException, OmegaConfBaseException) as exc:
+        if previous == "1":  # the user asked for the full traceback
             raise
+        if not isinstance(exc, RunnerError):
+            exc = explain_hydra_error(exc, sys.argv[1:])
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except (HydraException, OmegaConfBaseException) as exc:
-        if full_error:
-            raise
-        print(f"error: {explain_hydra_error(exc, sys.argv[1:])}", file=sys.stderr)
-        sys.exit(2)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def stratified_split(
     """Indices of (keep, held_out), stratified by label where every class can be represented."""
     index = np.arange(len(labels))
     try:
-        keep, held = train_test_split(index, test_size=test_size, stratify=labels, random_state=seed)
+        keep, held = train_test_split(
+            index, test_size=test_size, stratify=labels, random_state=seed
+        )
     except ValueError:  # too few examples per class to stratify: a seeded plain split
         keep, held = train_test_split(index, test_size=test_size, random_state=seed)
     return np.sort(keep), np.sort(held)
@@ -333,7 +335,12 @@ def image_folder(
             train, val = _take(sources["train"], keep), sources["val"]
         else:
             train, val, test = carve_splits(
-                sources["train"], test, split_labels["train"], val_fraction, train_subset, split_seed
+                sources["train"],
+                test,
+                split_labels["train"],
+                val_fraction,
+                train_subset,
+                split_seed,
             )
     return ImageData(train, val, test, (channels, height, width), len(classes), classes)
 
@@ -367,6 +374,10 @@ def _fingerprint(ds, shape: Sequence[int]) -> str:
 
 
 def _decode(ds) -> TensorSplit:
-    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=min(4, os.cpu_count() or 1))
-    images, labels = zip(*loader)
+    from tqdm.auto import tqdm
+
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=256, num_workers=min(4, os.cpu_count() or 1)
+    )
+    images, labels = zip(*tqdm(loader, desc=f"decoding {len(ds)} images", leave=False))
     return TensorSplit(torch.cat(images), torch.cat(labels).long())

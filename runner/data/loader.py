@@ -101,7 +101,7 @@ def make_loader(
     generator: torch.Generator | None = None,
     num_workers: int = 2,
 ) -> DeviceLoader | HostLoader:
-    """`device` for in-memory splits (the default when the split is a TensorSplit), else `dataloader`."""
+    """A DeviceLoader for in-memory splits (unless `kind="dataloader"`), else a HostLoader."""
     on_device = isinstance(split, TensorSplit) and kind in ("auto", "device")
     if on_device:
         return DeviceLoader(split, batch_size, device, shuffle, drop_last, generator)

@@ -6,4 +6,11 @@ from runner.models.classifier import CNN, Classifier
 from runner.models.denoising_ae import DenoisingAutoencoder
 from runner.models.sparse_ae import SparseAutoencoder
 
-__all__ = ["CNN", "Classifier", "Autoencoder", "DenoisingAutoencoder", "RunnerModel", "SparseAutoencoder"]
+__all__ = [
+    "CNN",
+    "Classifier",
+    "Autoencoder",
+    "DenoisingAutoencoder",
+    "RunnerModel",
+    "SparseAutoencoder",
+]

@@ -54,7 +54,9 @@ class CNN(Classifier):
                 layers.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.embed = nn.Sequential(nn.Linear(c_in, hidden_dim), make_activation(activation), nn.Dropout(dropout))
+        self.embed = nn.Sequential(
+            nn.Linear(c_in, hidden_dim), make_activation(activation), nn.Dropout(dropout)
+        )
         self.head = nn.Linear(hidden_dim, num_classes)
         self.num_classes = num_classes
         init_weights(self, init, activation)

@@ -152,14 +152,24 @@ class Trainer:
             for callback in self.callbacks:
                 callback(self.epoch, metrics)
         if stopped_early:
-            log.info("Early stopping: %s did not improve for %d epochs.", self.early_stopping.monitor, self.early_stopping.wait)
-        return FitResult(self.best_metrics, self.best_epoch, self.epoch, stopped_early, self.history)
+            log.info(
+                "Early stopping: %s did not improve for %d epochs.",
+                self.early_stopping.monitor,
+                self.early_stopping.wait,
+            )
+        return FitResult(
+            self.best_metrics, self.best_epoch, self.epoch, stopped_early, self.history
+        )
 
     def _train_epoch(self, model, loader, optimizers, schedules) -> dict[str, float]:
         model.train()
         model.on_train_epoch_start(self.epoch)
         means = MetricMeans()
-        total = len(loader) if self.limit_train_batches is None else min(len(loader), self.limit_train_batches)
+        total = (
+            len(loader)
+            if self.limit_train_batches is None
+            else min(len(loader), self.limit_train_batches)
+        )
         bar = tqdm(
             loader,
             total=total,
@@ -194,7 +204,9 @@ class Trainer:
         model.eval()
         means = MetricMeans()
         run = model.test_step if split == "test" else model.validation_step
-        for batch in tqdm(loader, desc=split, leave=False, dynamic_ncols=True, disable=not self.progress_bar):
+        for batch in tqdm(
+            loader, desc=split, leave=False, dynamic_ncols=True, disable=not self.progress_bar
+        ):
             x, y = self.preprocess(batch, train=False)
             with self.step.autocast():
                 means.add(run((x, y)), len(x))
@@ -213,7 +225,9 @@ class Trainer:
         )
 
     def _check_monitor(self, metrics: dict[str, float]) -> None:
-        wanted = [self.best.monitor] + ([self.early_stopping.monitor] if self.early_stopping else [])
+        wanted = [self.best.monitor] + (
+            [self.early_stopping.monitor] if self.early_stopping else []
+        )
         for name in wanted:
             if name not in metrics:
                 raise RunnerError(
@@ -249,9 +263,13 @@ class Trainer:
         self.logger.scalars(metrics, self.epoch)
         if image_batch is not None and self.epoch % self.image_every_n_epochs == 0:
             model.eval()
-            # Image noise must not shift the training random stream, or logging would change results.
-            with torch.random.fork_rng(devices=[image_batch[0].device] if image_batch[0].is_cuda else []):
-                self.logger.images({f"val/{k}": v for k, v in model.images(*image_batch).items()}, self.epoch)
+            # Image noise must not shift the training random stream: logging never changes results.
+            with torch.random.fork_rng(
+                devices=[image_batch[0].device] if image_batch[0].is_cuda else []
+            ):
+                self.logger.images(
+                    {f"val/{k}": v for k, v in model.images(*image_batch).items()}, self.epoch
+                )
         self.logger.flush()
 
     # -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 
@@ -13,10 +14,17 @@ class OptimizerStep:
     `16-mixed` uses one GradScaler per optimiser (a GAN steps two), `bf16-mixed` needs none.
     """
 
-    def __init__(self, device: torch.device, precision: str = "32", grad_clip: float | None = None):
+    def __init__(
+        self,
+        device: torch.device,
+        precision: str = "32",
+        grad_clip: float | None = None,
+        grad_sync: Callable[[torch.optim.Optimizer], None] | None = None,
+    ):
         self.device_type = device.type
         self.precision = precision
         self.grad_clip = grad_clip
+        self.grad_sync = grad_sync  # data-parallel training averages gradients across ranks here
         self.dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 
@@ -32,10 +40,14 @@ class OptimizerStep:
             )
         return self.scalers[name]
 
-    def __call__(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, name: str = "model") -> None:
+    def __call__(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, name: str = "model"
+    ) -> None:
         scaler = self._scaler(name)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if self.grad_sync is not None:
+            self.grad_sync(optimizer)
         if self.grad_clip:
             scaler.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -1,0 +1,223 @@
+"""The sweep itself: ask Optuna for a batch of trials, launch them through Hydra's launcher,
+tell Optuna how each ended (complete, pruned, failed), and write the report."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from runner.errors import RunnerError
+from runner.search.report import log_unfinished_trial, write_report
+from runner.search.space import grid_of, make_pruner, make_sampler, parse_space, to_override
+from runner.search.trial import open_storage
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
+
+
+class OptunaSweep:
+    def __init__(
+        self,
+        direction: str,
+        study_name: str,
+        storage: str | None,
+        n_trials: int,
+        n_jobs: int | None,
+        max_failure_rate: float,
+        sampler: DictConfig,
+        pruner: DictConfig,
+        params: DictConfig | None,
+    ) -> None:
+        if direction not in DIRECTIONS:
+            raise RunnerError(
+                f"hydra.sweeper.direction={direction!r} is not valid: use min or max."
+            )
+        self.direction = DIRECTIONS[direction]
+        self.study_name = study_name
+        self.storage = storage
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.sampler_conf = sampler
+        self.pruner_conf = pruner
+        self.params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # -----------------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> list[JobReturn]:
+        sweep_dir = Path(self.config.hydra.sweep.dir).resolve()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        space, fixed = parse_space(self.params, arguments, parser)
+        if not space:
+            raise RunnerError("The Optuna sweeper has nothing to search: set hydra.sweeper.params.")
+        storage_spec = self.storage or str(sweep_dir / "optuna.journal")
+        s = self.sampler_conf
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=open_storage(storage_spec),
+            sampler=make_sampler(s.name, s.seed, s.n_startup_trials, space),
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        pruner = OmegaConf.to_container(self.pruner_conf, resolve=True)
+        make_pruner(**pruner)  # a wrong pruner name fails here, not in every trial
+        study.set_user_attr("pruner", pruner)  # trials in other processes build the same pruner
+        n_trials = self.n_trials
+        if s.name == "grid":
+            n_trials = min(n_trials, math.prod(len(v) for v in grid_of(space).values()))
+        requeued = requeue_interrupted(study)
+        done = len(counted(study))
+        log.info(
+            "Optuna study %r in %s: %d trials done, %d to go%s.",
+            self.study_name,
+            storage_spec,
+            done,
+            max(n_trials - done, 0),
+            f" ({requeued} interrupted trials queued again)" if requeued else "",
+        )
+        metric = self.metric = self.config.get("optimized_metric", "value")
+        returns: list[JobReturn] = []
+        try:
+            while (remaining := n_trials - len(counted(study))) > 0:
+                trials, batch = [], []
+                for _ in range(min(self.batch_size(), remaining)):
+                    trial = study.ask(space)
+                    overrides = fixed + [to_override(k, trial.params[k]) for k in space]
+                    trial.set_user_attr("overrides", overrides)
+                    trial.set_user_attr("folder", str(sweep_dir / str(trial.number)))
+                    job = [
+                        *overrides,
+                        f"search.storage={quoted(storage_spec)}",
+                        f"search.study={quoted(self.study_name)}",
+                        # Optuna identifies a trial across processes by its storage id.
+                        f"search.trial_id={trial._trial_id}",
+                    ]
+                    try:  # a value the config rejects fails this trial, not the whole sweep
+                        self.hydra_context.config_loader.load_sweep_config(self.config, job)
+                    except Exception as exc:
+                        self.fail(study, trial, f"{type(exc).__name__}: {exc}")
+                        continue
+                    trials.append(trial)
+                    batch.append(job)
+                results = self.launch(batch, [t.number for t in trials])
+                for trial, result in zip(trials, results):
+                    self.tell(study, trial, result)
+                returns += results
+                failed = [t for t in counted(study) if t.state == TrialState.FAIL]
+                if len(failed) > self.max_failure_rate * n_trials:
+                    raise RunnerError(
+                        f"{len(failed)} of {n_trials} trials failed, more than "
+                        f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; stopping."
+                        f" The errors are in {sweep_dir / 'trials.md'}."
+                    )
+        finally:
+            self.finish(study, sweep_dir, metric)
+        return returns
+
+    def batch_size(self) -> int:
+        """Trials launched at once: the sweeper's n_jobs, else the launcher's parallelism."""
+        if self.n_jobs:
+            return self.n_jobs
+        launcher = self.config.hydra.launcher
+        n = launcher.get("n_jobs") or launcher.get("array_parallelism") or 1
+        return (os.cpu_count() or 1) if n < 0 else n
+
+    def launch(self, batch: list[list[str]], numbers: list[int]) -> list[JobReturn]:
+        """Launch so that trial number == job number == folder name, even after a resume."""
+        results: list[JobReturn] = []
+        start = 0
+        for end in range(1, len(batch) + 1):
+            if end == len(batch) or numbers[end] != numbers[end - 1] + 1:
+                results += self.launcher.launch(batch[start:end], initial_job_idx=numbers[start])
+                start = end
+        return results
+
+    def tell(self, study: optuna.Study, trial: Trial, result: JobReturn) -> None:
+        if result.status == JobStatus.COMPLETED:
+            value = result.return_value
+            if isinstance(value, int | float) and math.isfinite(value):
+                study.tell(trial, float(value))
+                return
+            error = f"the job returned {value!r}, not a finite number"
+        else:
+            exc = result._return_value  # .return_value would re-raise it
+            if isinstance(exc, optuna.TrialPruned) or type(exc).__name__ == "TrialPruned":
+                frozen = study.tell(trial, state=TrialState.PRUNED)
+                log_unfinished_trial(result, frozen, self.metric, self.direction == "minimize")
+                return
+            error = f"{type(exc).__name__}: {exc}"
+        frozen = self.fail(study, trial, error)
+        log_unfinished_trial(result, frozen, self.metric, self.direction == "minimize")
+
+    def fail(self, study: optuna.Study, trial: Trial, error: str) -> FrozenTrial:
+        log.warning("Trial %d failed: %s", trial.number, error)
+        trial.set_user_attr("error", error)
+        return study.tell(trial, state=TrialState.FAIL)
+
+    def finish(self, study: optuna.Study, sweep_dir: Path, metric: str) -> None:
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        best = study.best_trial if complete else None
+        summary = write_report(sweep_dir, trials, best, metric, self.direction)
+        states = ", ".join(f"{n} {s.lower()}" for s, n in summary["states"].items())
+        lines = [f"Optuna sweep finished: {len(trials)} trials ({states})."]
+        if best is not None:
+            lines += [
+                f"Best trial {best.number}: {metric}={best.value:.6g}  params={best.params}",
+                f"Reproduce it: {summary['best_command']}",
+            ]
+        lines.append(f"Trials table: {sweep_dir / 'trials.md'} (and trials.csv)")
+        lines.append(f"TensorBoard: tensorboard --logdir {sweep_dir}")
+        print("\n".join(lines), flush=True)
+
+
+def quoted(value: str) -> str:
+    """A string as a quoted Hydra override value (paths may hold spaces, commas, brackets)."""
+    # Hydra reads backslashes literally except those right before a quote (or the closing one).
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def counted(study: optuna.Study) -> list[FrozenTrial]:
+    """Finished trials that count towards n_trials (interrupted ones are run again instead)."""
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=finished)
+        if not t.user_attrs.get("interrupted")
+    ]
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Trials still RUNNING when a sweep starts were killed with their sweep: mark them failed and
+    queue their parameters again, so a resumed sweep finishes them."""
+    stale: Sequence[FrozenTrial] = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for frozen in stale:
+        Trial(study, frozen._trial_id).set_user_attr("interrupted", True)
+        study.tell(frozen.number, state=TrialState.FAIL)
+        if frozen.params:
+            study.enqueue_trial(frozen.params, skip_if_exists=False)
+    return len(stale)

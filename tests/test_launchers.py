@@ -1,0 +1,80 @@
+"""Trials launched in other processes: Hydra's joblib launcher (local parallel) and submitit
+(SLURM, tested with its local executor)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from test_search import multirun
+
+from runner.config import CONF_DIR
+from runner.search.resources import cpu_count
+
+
+def test_joblib_runs_trials_in_parallel_processes_that_prune_through_the_study(tmp_path):
+    sweep = tmp_path / "joblib"
+    proc = multirun(
+        sweep,
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        "hydra/sweeper=optuna4",
+        # Grid order with this seed: both lr 1e-2 trials in the first batch, both lr 1e-5 in the
+        # second, which the median pruner stops in their worker processes.
+        "hydra.sweeper.sampler.name=grid",
+        "hydra.sweeper.sampler.seed=4",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "optimizer.lr=choice(1e-2,1e-5)",
+        "regularization.dropout=choice(0.0,0.1)",
+    )
+    assert proc.stdout.count("is launching 2 jobs") + proc.stderr.count("is launching 2 jobs") == 2
+    with open(sweep / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    states = {
+        (float(r["params.optimizer.lr"]), float(r["params.regularization.dropout"])): r["state"]
+        for r in rows
+    }
+    assert states == {
+        (1e-2, 0.0): "COMPLETE",
+        (1e-2, 0.1): "COMPLETE",
+        (1e-5, 0.0): "PRUNED",
+        (1e-5, 0.1): "PRUNED",
+    }
+    threads = max(1, cpu_count() // 2)  # two trials share the cores
+    for r in rows:
+        assert f"Using {threads} CPU threads." in (sweep / r["number"] / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_each_job(tmp_path):
+    sweep = tmp_path / "submitit"
+    multirun(
+        sweep,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "optimizer.lr=1e-2,1e-3",
+    )
+    values = [
+        json.loads((sweep / k / "metrics.json").read_text())["metrics"]["val/loss"] for k in "01"
+    ]
+    assert values[0] != values[1]
+    assert list((sweep / ".submitit").glob("*/*_log.out")), "submitit kept each job's log"
+
+
+def test_slurm_preset_composes_to_the_submitit_slurm_launcher():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (
+        launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    )
+    assert (
+        launcher.gpus_per_node == 1
+        and launcher.cpus_per_task == 8
+        and launcher.array_parallelism == 16
+    )
