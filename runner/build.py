@@ -44,12 +44,13 @@ def build_data(cfg: DictConfig) -> ImageData:
         cfg.dataset.shape = list(data.shape)
         cfg.dataset.num_classes = data.num_classes
     log.info(
-        "Data: %s train / %s val / %s test images of shape %s, %d classes.",
+        "Data: %s train / %s val / %s test images of shape %s, %d classes: %s.",
         len(data.train),
         len(data.val),
         len(data.test),
         list(data.shape),
         data.num_classes,
+        ", ".join(data.class_names[:20]) + (", ..." if data.num_classes > 20 else ""),
     )
     return data
 
@@ -92,7 +93,10 @@ def build_model(cfg: DictConfig) -> RunnerModel:
 
 
 def build_optimizers(cfg: DictConfig, model: RunnerModel) -> dict[str, torch.optim.Optimizer]:
-    make_optimizer = _instantiate(cfg.optimizer, "the optimizer")
+    if cfg.optimizer.get("_target_") is None:  # one optimiser per network (the GAN's G and D)
+        make_optimizer = {k: _instantiate(v, f"optimizer.{k}") for k, v in cfg.optimizer.items()}
+    else:
+        make_optimizer = _instantiate(cfg.optimizer, "the optimizer")
     try:
         return model.configure_optimizers(make_optimizer)
     except ValueError as exc:  # torch validates hyperparameters (betas, momentum, ...)

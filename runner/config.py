@@ -170,6 +170,10 @@ def _fraction_open(v: float) -> bool:
 # key -> (check, what is allowed). Keys a config lacks are skipped; None passes where allowed.
 RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "optimizer.lr": (_positive, "a number > 0"),
+    "optimizer.generator.lr": (_positive, "a number > 0"),
+    "optimizer.discriminator.lr": (_positive, "a number > 0"),
+    "model.label_smoothing": (_fraction_open_right, "a number in [0, 1)"),
+    "model.n_critic": (_positive, "an integer >= 1"),
     "regularization.dropout": (_fraction_open_right, "a number in [0, 1)"),
     "regularization.weight_decay": (_non_negative, "a number >= 0"),
     "regularization.grad_clip": (_positive, "a number > 0, or null to switch clipping off"),
@@ -195,9 +199,26 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "model.noise_level": (_fraction_closed, "a number in [0, 1]"),
     "model.sparsity_weight": (_non_negative, "a number >= 0"),
     "model.sparsity_target": (_fraction_open, "a number in (0, 1)"),
+    "model.backbone_lr_scale": (_non_negative, "a number >= 0"),
+    "model.unfreeze_after": (_non_negative, "an integer >= 0, or null"),
+    "model.head_dropout": (_fraction_open_right, "a number in [0, 1)"),
+    "model.input_size": (_positive, "an integer >= 1, or null to keep the image size"),
+    "model.head_hidden": (_positive, "an integer >= 1, or null for one linear layer"),
+    "model.beta": (_non_negative, "a number >= 0"),
+    "model.kl_warmup_epochs": (_non_negative, "an integer >= 0"),
+    "model.nll_samples": (_positive, "an integer >= 1"),
+    "model.fd_samples": (lambda v: v >= 2, "an integer >= 2"),
+    "model.nll_images": (_positive, "an integer >= 1, or null (all)"),
 }
 
-TARGET_GROUPS = ("model", "dataset", "optimizer", "scheduler.scheduler")
+TARGET_GROUPS = (
+    "model",
+    "dataset",
+    "optimizer",
+    "optimizer.generator",
+    "optimizer.discriminator",
+    "scheduler.scheduler",
+)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -367,3 +388,26 @@ def _keys_at(prefix: str, overrides: Sequence[str]) -> list[str] | None:
         return None
     finally:
         GlobalHydra.instance().clear()
+
+
+def compose_run_config(output_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python -m runner.train <overrides>` would run, for a run in `output_dir`;
+    for tests, benchmarks and notebooks that call `runner.train.run(cfg)` in-process."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(
+            "config",
+            overrides=[*overrides, f"hydra.run.dir={output_dir}"],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)  # resolves ${hydra:...} and the HParams choices
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg

@@ -82,6 +82,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         cfg, data, device, t.seed, ddp.world_size if ddp else 1
     )
     model = build_model(cfg).to(device)
+    model.class_names = data.class_names
     if ddp:
         train_loader = ShardedBatches(train_loader, ddp)
         broadcast_parameters(model)

@@ -9,14 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from runner.config import CONF_DIR, register_configs
-
-register_configs()
+from runner.config import compose_run_config
 
 # Small, quiet, CPU-only runs.
 FAST = (
@@ -28,20 +23,8 @@ FAST = (
 
 
 def make_config(output_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose conf/config.yaml with overrides, as `python -m runner.train` would, for a run in
-    `output_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(
-            "config",
-            overrides=[*FAST, f"hydra.run.dir={output_dir}", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg["hydra"]
-    return cfg
+    """Compose conf/config.yaml with FAST + overrides, for a run in `output_dir`."""
+    return compose_run_config(output_dir, [*FAST, *overrides])
 
 
 @pytest.fixture

@@ -4,13 +4,19 @@ from runner.models.autoencoder import Autoencoder
 from runner.models.base import RunnerModel
 from runner.models.classifier import CNN, Classifier
 from runner.models.denoising_ae import DenoisingAutoencoder
+from runner.models.gan import GAN
 from runner.models.sparse_ae import SparseAutoencoder
+from runner.models.transfer import TransferClassifier
+from runner.models.vae import VAE
 
 __all__ = [
     "CNN",
     "Classifier",
     "Autoencoder",
     "DenoisingAutoencoder",
+    "GAN",
     "RunnerModel",
     "SparseAutoencoder",
+    "TransferClassifier",
+    "VAE",
 ]

@@ -107,6 +107,14 @@ class Autoencoder(RunnerModel):
         return self.reconstruction_losses(self.decode_logits(self.encode(x)), x)
 
     @torch.no_grad()
+    def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
+        """Test-set codes with labels and thumbnails go to TensorBoard's embedding projector."""
+        from runner.metrics import log_latent_projector
+
+        log_latent_projector(self.encode, loader, preprocess, logger, self.class_names)
+        return {}
+
+    @torch.no_grad()
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs with their reconstructions beside them."""
         return {"reconstructions": image_pairs(x, self(x))}

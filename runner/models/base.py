@@ -21,6 +21,9 @@ class RunnerModel(nn.Module):
     several optimisers (the GAN) override `configure_optimizers` and `training_step`.
     """
 
+    # The dataset's class names, set by the runner after the data is loaded (for logs and images).
+    class_names: list[str] | None = None
+
     def configure_optimizers(
         self, make_optimizer: MakeOptimizer
     ) -> dict[str, torch.optim.Optimizer]:

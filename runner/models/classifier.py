@@ -13,13 +13,53 @@ from runner.models.blocks import Activation, Init, Normalization, init_weights, 
 
 
 class Classifier(RunnerModel):
-    """A family member that maps images to `num_classes` logits via `self.forward`."""
+    """A family member that maps images to `num_classes` logits via `self.forward`.
+
+    After testing it reports per-class accuracy and shows a confusion matrix and the misclassified
+    test images with their true and predicted labels.
+    """
+
+    num_classes: int
 
     def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self(x).float()
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(dim=1) == y).float().mean()
         return {"loss": loss, "acc": acc}
+
+    @torch.no_grad()
+    def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+        from runner.models.pictures import confusion_matrix_image, labelled_grid
+
+        per_class = MulticlassAccuracy(self.num_classes, average=None)
+        confusion = MulticlassConfusionMatrix(self.num_classes)
+        wrong_images, wrong_true, wrong_pred = [], [], []
+        for batch in loader:
+            x, y = preprocess(batch, train=False)
+            pred = self(x).argmax(dim=1)
+            per_class.update(pred.cpu(), y.cpu())
+            confusion.update(pred.cpu(), y.cpu())
+            miss = pred != y
+            if miss.any() and sum(len(w) for w in wrong_images) < 32:
+                wrong_images.append(x[miss].cpu())
+                wrong_true.append(y[miss].cpu())
+                wrong_pred.append(pred[miss].cpu())
+        names = self.class_names or [str(i) for i in range(self.num_classes)]
+        accuracy = per_class.compute()
+        if logger is not None:
+            images = {"test/confusion_matrix": confusion_matrix_image(confusion.compute(), names)}
+            if wrong_images:
+                images["test/misclassified"] = labelled_grid(
+                    torch.cat(wrong_images)[:32],
+                    [
+                        f"{names[t]}>{names[p]}"
+                        for t, p in zip(torch.cat(wrong_true), torch.cat(wrong_pred))
+                    ][:32],
+                )
+            logger.images(images, 0)
+        return {f"test/acc_class/{name}": float(a) for name, a in zip(names, accuracy)}
 
 
 class CNN(Classifier):

@@ -1,0 +1,132 @@
+"""How good are a generative model's samples, judged by a classifier trained on the same data.
+
+Inception-based FID needs downloaded weights, so the feature space is this project's own `cnn`
+run: `fd` is the Fréchet distance between its penultimate features of samples and of test images,
+`fd_floor` the same distance between two halves of the test set (what real data scores),
+`class_coverage` how many classes the classifier finds among the samples and `confidence` its mean
+top probability on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from runner.errors import RunnerError
+from runner.metrics.frechet import frechet_distance
+from runner.training.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+# A class counts as covered when it gets at least this share of a uniform split of the samples.
+MIN_CLASS_SHARE = 0.2
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The classifier of a finished run: its folder (checkpoints/best.pt is used) or a file."""
+    path = Path(path)
+    best = path / "checkpoints" / "best.pt"
+    state = load_checkpoint(best if best.exists() else path)
+    model_cfg = OmegaConf.create(state["config"]["model"])
+    model = instantiate(model_cfg)
+    if not hasattr(model, "features") or not hasattr(model, "head"):
+        raise RunnerError(
+            f"{path} holds a {model_cfg._target_}, not a classifier with features(x): train one "
+            "with `python -m runner.train model=cnn dataset=<the same dataset>` and pass its run "
+            "folder."
+        )
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def classifier_outputs(
+    classifier: nn.Module, images: torch.Tensor, batch_size: int = 500
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features [N, D] and class probabilities [N, K] for images in [0, 1]."""
+    device = next(classifier.parameters()).device
+    features, probs = [], []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device).float()
+        f = classifier.features(x).float()
+        features.append(f.cpu())
+        probs.append(classifier.head(f).float().softmax(dim=1).cpu())
+    return torch.cat(features), torch.cat(probs)
+
+
+@torch.no_grad()
+def sample_quality(
+    classifier: nn.Module, samples: torch.Tensor, real: torch.Tensor, batch_size: int = 500
+) -> dict[str, float]:
+    """fd, fd_floor, class_coverage and confidence of `samples` against `real` (both in [0, 1])."""
+    if samples.shape[1:] != real.shape[1:]:
+        raise RunnerError(
+            f"Samples of shape {list(samples.shape[1:])} cannot be compared with real images of "
+            f"shape {list(real.shape[1:])}: use a classifier trained on the same dataset."
+        )
+    fake_features, fake_probs = classifier_outputs(classifier, samples, batch_size)
+    real_features, _ = classifier_outputs(classifier, real, batch_size)
+    # The floor: two disjoint random halves of the real set, as far apart as real data gets.
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
+    half = len(real) // 2
+    num_classes = fake_probs.shape[1]
+    counts = torch.bincount(fake_probs.argmax(dim=1), minlength=num_classes)
+    return {
+        "fd": frechet_distance(real_features, fake_features),
+        "fd_floor": frechet_distance(
+            real_features[order[:half]], real_features[order[half : 2 * half]]
+        ),
+        "class_coverage": float(
+            (counts >= MIN_CLASS_SHARE * len(samples) / num_classes).sum().item()
+        ),
+        "confidence": float(fake_probs.max(dim=1).values.mean()),
+    }
+
+
+@torch.no_grad()
+def real_images(loader, preprocess) -> torch.Tensor:
+    """Every image of a loader, preprocessed to [0, 1] floats, on the CPU."""
+    return torch.cat([preprocess(batch, train=False)[0].cpu() for batch in loader])
+
+
+@torch.no_grad()
+def draw_samples(sample: Callable[[int], torch.Tensor], n: int, batch_size: int = 500):
+    """`n` samples from `sample(k)` in batches, on the CPU, clamped to [0, 1]."""
+    chunks = [
+        sample(min(batch_size, n - s)).float().clamp(0, 1).cpu() for s in range(0, n, batch_size)
+    ]
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def generative_test_metrics(
+    sample: Callable[[int], torch.Tensor],
+    loader,
+    preprocess,
+    classifier_path: str | Path | None,
+    n_samples: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """`test/fd`, `test/fd_floor`, `test/class_coverage`, `test/confidence`; {} if no classifier."""
+    if not classifier_path:
+        return {}
+    classifier = load_classifier(classifier_path, device)
+    real = real_images(loader, preprocess)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)  # the same sample set for every evaluation of one checkpoint
+        samples = draw_samples(sample, n_samples)
+    scores = sample_quality(classifier, samples, real)
+    log.info(
+        "Sample quality (%d samples vs %d test images, classifier %s): %s",
+        n_samples,
+        len(real),
+        classifier_path,
+        "  ".join(f"{k}={v:.4g}" for k, v in scores.items()),
+    )
+    return {f"test/{k}": v for k, v in scores.items()}

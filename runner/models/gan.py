@@ -1,0 +1,208 @@
+"""GAN: a DCGAN-style generator fed random noise against a discriminator that labels real images 1
+and generated ones 0, trained in turns. The family owns its two optimisers and its step."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.utils import make_grid
+
+from runner.errors import TrainingDiverged
+from runner.models.base import RunnerModel
+from runner.models.blocks import (
+    Init,
+    conv_decoder,
+    conv_encoder,
+    conv_sizes,
+    init_weights,
+)
+
+log = logging.getLogger(__name__)
+
+Loss = Literal["bce", "minimax", "hinge", "wgan_gp"]
+
+
+class GAN(RunnerModel):
+    """Losses: `bce` (non-saturating generator loss), `minimax` (the original log(1 - D(G(z)))),
+    `hinge`, and `wgan_gp` (critic with gradient penalty, `n_critic` critic steps per G step).
+
+    Logs `d_loss`, `g_loss`, `d_real` and `d_fake` (mean D output on real and generated images:
+    probabilities for bce/minimax, raw scores otherwise) and shows samples from fixed noise.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        latent_dim: int = 64,
+        channels: Sequence[int] = (64, 128),
+        loss: Loss = "bce",
+        n_critic: int = 1,
+        label_smoothing: float = 0.0,
+        gp_weight: float = 10.0,
+        init: Init = "default",
+        collapse_patience: int = 3,
+        fd_classifier: str | None = None,
+        fd_samples: int = 10_000,
+    ) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.latent_dim = latent_dim
+        self.loss_type = loss
+        self.n_critic = n_critic if loss == "wgan_gp" else 1
+        self.label_smoothing = label_smoothing
+        self.gp_weight = gp_weight
+        self.collapse_patience = collapse_patience
+        self.fd_classifier = fd_classifier
+        self.fd_samples = fd_samples
+        c, h, w = self.in_shape
+        sizes = conv_sizes(h, w, len(channels))
+        fh, fw = sizes[-1]
+        self.generator = nn.Sequential(
+            nn.Linear(latent_dim, channels[-1] * fh * fw),
+            nn.BatchNorm1d(channels[-1] * fh * fw),
+            nn.ReLU(),
+            nn.Unflatten(1, (channels[-1], fh, fw)),
+            conv_decoder(c, list(channels)[::-1], sizes[::-1], "relu", "batch"),
+            nn.Tanh(),
+        )
+        # Batch norm in the critic would break the per-sample gradient penalty.
+        d_norm = "none" if loss == "wgan_gp" else "batch"
+        self.discriminator = nn.Sequential(
+            conv_encoder(c, channels, "leaky_relu", 0.0, d_norm),
+            nn.Flatten(),
+            nn.Linear(channels[-1] * fh * fw, 1),
+        )
+        init_weights(self, init, "leaky_relu")
+        self.register_buffer(
+            "fixed_noise", torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0))
+        )
+        # Epochs in a row with the discriminator loss pinned at ~0 (kept in checkpoints).
+        self.register_buffer("pinned_epochs", torch.zeros((), dtype=torch.long))
+        self._d_loss_sum, self._d_loss_count = 0.0, 0
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (what D sees)."""
+        return self.generator(z)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """Images in [0, 1]."""
+        return (
+            self.generate(torch.randn(n, self.latent_dim, device=self.fixed_noise.device)) + 1
+        ) / 2
+
+    # -- losses -------------------------------------------------------------------------------
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        l_real = self.discriminator(real).float().squeeze(1)
+        l_fake = self.discriminator(fake).float().squeeze(1)
+        if self.loss_type in ("bce", "minimax"):
+            target = torch.full_like(l_real, 1.0 - self.label_smoothing)
+            loss = F.binary_cross_entropy_with_logits(
+                l_real, target
+            ) + F.binary_cross_entropy_with_logits(l_fake, torch.zeros_like(l_fake))
+            shown = (torch.sigmoid(l_real), torch.sigmoid(l_fake))
+        elif self.loss_type == "hinge":
+            loss = F.relu(1 - l_real).mean() + F.relu(1 + l_fake).mean()
+            shown = (l_real, l_fake)
+        else:
+            loss = (
+                l_fake.mean() - l_real.mean() + self.gp_weight * self.gradient_penalty(real, fake)
+            )
+            shown = (l_real, l_fake)
+        return loss, {"d_real": shown[0].detach().mean(), "d_fake": shown[1].detach().mean()}
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        l_fake = self.discriminator(fake).float().squeeze(1)
+        if self.loss_type == "bce":  # non-saturating: maximise log D(G(z))
+            return F.binary_cross_entropy_with_logits(l_fake, torch.ones_like(l_fake))
+        if self.loss_type == "minimax":  # minimise log(1 - D(G(z))) = -softplus(l)
+            return -F.softplus(l_fake).mean()
+        return -l_fake.mean()
+
+    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+        mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        scores = self.discriminator(mixed).float().sum()
+        (grad,) = torch.autograd.grad(scores, mixed, create_graph=True)
+        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+    # -- what the loop calls ------------------------------------------------------------------
+    def configure_optimizers(self, make_optimizer) -> dict[str, torch.optim.Optimizer]:
+        """`make_optimizer` is one partial for both networks, or {generator, discriminator}."""
+        if isinstance(make_optimizer, dict):
+            make_g, make_d = make_optimizer["generator"], make_optimizer["discriminator"]
+        else:
+            make_g = make_d = make_optimizer
+        return {
+            "g": make_g(self.generator.parameters()),
+            "d": make_d(self.discriminator.parameters()),
+        }
+
+    def training_step(self, batch, optimizers, step) -> dict[str, torch.Tensor]:
+        real = batch[0] * 2 - 1
+        n = real.shape[0]
+        for _ in range(self.n_critic):
+            with step.autocast():
+                fake = self.generate(torch.randn(n, self.latent_dim, device=real.device)).detach()
+                d_loss, shown = self.d_loss(real, fake)
+            step(d_loss, optimizers["d"], "d")
+        with step.autocast():
+            g_loss = self.g_loss(self.generate(torch.randn(n, self.latent_dim, device=real.device)))
+        step(g_loss, optimizers["g"], "g")
+        self._d_loss_sum += d_loss.detach()
+        self._d_loss_count += 1
+        return {
+            "loss": g_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_loss": d_loss.detach(),
+            **shown,
+        }
+
+    @torch.no_grad()
+    def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        real = x * 2 - 1
+        fake = self.generate(torch.randn(x.shape[0], self.latent_dim, device=x.device))
+        with torch.enable_grad():  # the gradient penalty needs autograd even in validation
+            d_loss, shown = self.d_loss(real, fake)
+        g_loss = self.g_loss(fake)
+        return {"loss": g_loss, "g_loss": g_loss, "d_loss": d_loss.detach(), **shown}
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """A discriminator that wins outright (loss ~0) gives the generator no gradient: say so."""
+        if self._d_loss_count and self.loss_type in ("bce", "minimax", "hinge"):
+            mean = float(self._d_loss_sum / self._d_loss_count)
+            self.pinned_epochs += 1 if mean < 1e-3 else -self.pinned_epochs
+            if int(self.pinned_epochs) >= self.collapse_patience:
+                raise TrainingDiverged(
+                    f"The discriminator loss has been ~0 ({mean:.2e}) for "
+                    f"{int(self.pinned_epochs)} epochs: it rejects every generated image and "
+                    "the generator learns nothing. "
+                    "Lower the discriminator's learning rate, set model.label_smoothing=0.1, or "
+                    "use model.loss=hinge or wgan_gp."
+                )
+        self._d_loss_sum, self._d_loss_count = 0.0, 0
+
+    @torch.no_grad()
+    def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
+        """Sample quality against the test set when `fd_classifier` names a `cnn` run."""
+        from runner.metrics import generative_test_metrics
+
+        device = self.fixed_noise.device
+        return generative_test_metrics(
+            self.sample, loader, preprocess, self.fd_classifier, self.fd_samples, device
+        )
+
+    @torch.no_grad()
+    def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        samples = (self.generate(self.fixed_noise) + 1) / 2
+        return {
+            "samples": make_grid(
+                samples.float().clamp(0, 1).cpu(), nrow=8, padding=1, pad_value=1.0
+            )
+        }

@@ -1,0 +1,243 @@
+"""Variational autoencoder: the code is a Gaussian q(z|x) sampled by reparameterisation; the loss is
+the negative ELBO in nats per image (reconstruction + beta * KL)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runner.models.base import RunnerModel
+from runner.models.blocks import (
+    Activation,
+    Init,
+    Normalization,
+    conv_decoder,
+    conv_encoder,
+    conv_sizes,
+    image_pairs,
+    init_weights,
+    make_activation,
+    mlp,
+)
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class VAE(RunnerModel):
+    """Convolutional (or MLP) VAE with a Bernoulli or Gaussian decoder.
+
+    Bernoulli targets are dynamically binarised (a fresh Bernoulli(x) sample every training batch;
+    validation and test use one fixed sample so their numbers are comparable). Logged in nats per
+    image: `recon`, `kl`, `neg_elbo`, and `active_units` (latent dimensions whose posterior mean
+    varies across the batch). Test adds `nll`, the importance-sampled negative log-likelihood
+    (`nll_samples` importance samples per image, over the first `nll_images` test images or all of
+    them; K=1000 costs a thousand decoder passes per image, minutes on a CPU). After testing the
+    test-set codes go to TensorBoard's projector and, given `fd_classifier` (a `cnn` run folder),
+    samples are scored by `runner.metrics` (`test/fd`, `test/fd_floor`, `test/class_coverage`,
+    `test/confidence`).
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        latent_dim: int = 16,
+        arch: Literal["conv", "mlp"] = "conv",
+        channels: Sequence[int] = (32, 64),
+        hidden_dims: Sequence[int] = (512, 256),
+        activation: Activation = "relu",
+        init: Init = "default",
+        dropout: float = 0.0,
+        normalization: Normalization = "none",
+        beta: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        binarize: bool = True,
+        nll_samples: int = 1000,
+        nll_images: int | None = None,
+        fd_classifier: str | None = None,
+        fd_samples: int = 10_000,
+    ) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.likelihood = likelihood
+        self.binarize = binarize and likelihood == "bernoulli"
+        self.nll_samples = nll_samples
+        self.nll_images = nll_images
+        self.fd_classifier = fd_classifier
+        self.fd_samples = fd_samples
+        self.kl_weight = beta if kl_warmup_epochs == 0 else 0.0
+        c, h, w = self.in_shape
+        if arch == "mlp":
+            dims = [c * h * w, *hidden_dims]
+            self.encoder = nn.Sequential(
+                nn.Flatten(),
+                mlp(dims, activation, dropout, normalization),
+                make_activation(activation),
+            )
+            flat = dims[-1]
+            self.decoder = nn.Sequential(
+                mlp(
+                    [latent_dim, *hidden_dims[::-1], c * h * w], activation, dropout, normalization
+                ),
+                nn.Unflatten(1, self.in_shape),
+            )
+        else:
+            sizes = conv_sizes(h, w, len(channels))
+            fh, fw = sizes[-1]
+            flat = channels[-1] * fh * fw
+            self.encoder = nn.Sequential(
+                conv_encoder(c, channels, activation, dropout, normalization), nn.Flatten()
+            )
+            self.decoder = nn.Sequential(
+                nn.Linear(latent_dim, flat),
+                make_activation(activation),
+                nn.Unflatten(1, (channels[-1], fh, fw)),
+                conv_decoder(c, list(channels)[::-1], sizes[::-1], activation, normalization),
+            )
+        self.posterior = nn.Linear(flat, 2 * latent_dim)  # mean and log-variance
+        self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" else None
+        init_weights(self, init, activation)
+        # Fixed prior noise: the same samples every epoch, so the grids show progress.
+        self.register_buffer(
+            "fixed_noise", torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0))
+        )
+
+    # -- the model ----------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.posterior(self.encoder(x)).float().chunk(2, dim=1)
+        return mean, log_var.clamp(-12, 8)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).float()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean image in [0, 1]."""
+        logits = self.decode_logits(z)
+        return torch.sigmoid(logits) if self.likelihood == "bernoulli" else logits.clamp(0, 1)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        device = self.fixed_noise.device
+        return self.decode(torch.randn(n, self.latent_dim, device=device))
+
+    def log_likelihood(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per image, in nats."""
+        if self.likelihood == "bernoulli":
+            return (
+                -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+                .flatten(1)
+                .sum(1)
+            )
+        log_sigma = self.log_sigma
+        per_pixel = -0.5 * (((target - logits) / log_sigma.exp()) ** 2 + LOG_2PI) - log_sigma
+        return per_pixel.flatten(1).sum(1)
+
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.binarize:
+            return x
+        if self.training:
+            return torch.bernoulli(x)
+        generator = torch.Generator(x.device).manual_seed(1234)
+        return (torch.rand(x.shape, generator=generator, device=x.device) < x).float()
+
+    # -- what the loop calls ------------------------------------------------------------------
+    def on_train_epoch_start(self, epoch: int) -> None:
+        if self.kl_warmup_epochs:
+            self.kl_weight = self.beta * min(1.0, (epoch + 1) / self.kl_warmup_epochs)
+
+    def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        target = self.target(x)
+        mean, log_var = self.encode(x)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
+        recon = -self.log_likelihood(self.decode_logits(z), target)
+        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)
+        weight = self.kl_weight if self.training else self.beta
+        return {
+            "loss": (recon + weight * kl).mean(),
+            "recon": recon.detach().mean(),
+            "kl": kl.detach().mean(),
+            "neg_elbo": (recon + kl).detach().mean(),
+            "active_units": (mean.detach().var(dim=0) > 0.01).float().sum(),
+        }
+
+    @torch.no_grad()
+    def importance_sampled_nll(
+        self, x: torch.Tensor, samples: int, chunk: int = 100
+    ) -> torch.Tensor:
+        """-log p(x) ~ -log mean_k p(x, z_k) / q(z_k | x), z_k ~ q(z | x); nats per image."""
+        target = self.target(x)
+        mean, log_var = self.encode(x)
+        std = (0.5 * log_var).exp()
+        log_weights = []
+        for start in range(0, samples, chunk):
+            k = min(chunk, samples - start)
+            eps = torch.randn(k, *mean.shape, device=x.device)
+            z = mean + eps * std  # [k, B, D]
+            logits = self.decode_logits(z.flatten(0, 1))
+            log_px = self.log_likelihood(logits, target.repeat(k, 1, 1, 1)).view(k, -1)
+            log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+            log_qz = -0.5 * (eps.pow(2) + LOG_2PI + log_var).sum(-1)
+            log_weights.append(log_px + log_pz - log_qz)
+        log_w = torch.cat(log_weights)
+        return -(torch.logsumexp(log_w, dim=0) - math.log(samples))
+
+    @torch.no_grad()
+    def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
+        from runner.metrics import generative_test_metrics, log_latent_projector
+
+        log_latent_projector(
+            lambda x: self.encode(x)[0], loader, preprocess, logger, self.class_names
+        )
+        device = self.fixed_noise.device
+        metrics = {"test/nll": self.test_nll(loader, preprocess)}
+        metrics.update(
+            generative_test_metrics(
+                self.sample, loader, preprocess, self.fd_classifier, self.fd_samples, device
+            )
+        )
+        return metrics
+
+    @torch.no_grad()
+    def test_nll(self, loader, preprocess) -> float:
+        """Mean importance-sampled NLL (nats) over the first `nll_images` test images (or all)."""
+        device = self.fixed_noise.device
+        total, count = 0.0, 0
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)  # the same estimate every time for one checkpoint
+            for batch in loader:
+                x, _ = preprocess(batch, train=False)
+                if self.nll_images is not None:
+                    x = x[: self.nll_images - count]
+                total += float(self.importance_sampled_nll(x, self.nll_samples).sum())
+                count += len(x)
+                if self.nll_images is not None and count >= self.nll_images:
+                    break
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        from torchvision.utils import make_grid
+
+        mean, _ = self.encode(x)
+        alphas = torch.linspace(0, 1, 10, device=x.device).view(-1, 1)
+        path = (1 - alphas) * mean[0] + alphas * mean[1]
+        pictures = {
+            "reconstructions": image_pairs(x, self.decode(mean)),
+            "samples": make_grid(
+                self.decode(self.fixed_noise).cpu(), nrow=8, padding=1, pad_value=1.0
+            ),
+            "interpolation": make_grid(self.decode(path).cpu(), nrow=10, padding=1, pad_value=1.0),
+        }
+        if self.latent_dim == 2:
+            from runner.models.pictures import latent_scatter
+
+            pictures["latent_space"] = latent_scatter(mean.cpu(), y.cpu())
+        return pictures

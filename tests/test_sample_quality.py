@@ -1,0 +1,136 @@
+"""Sample-quality metrics: the Fréchet distance against closed forms, coverage and confidence on
+known sets, `test/fd` in a VAE and a GAN run scored by a trained CNN, the evaluate_samples CLI,
+and the latent projector of autoencoder runs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import class_images
+from torch import nn
+
+from runner.errors import RunnerError
+from runner.evaluate_samples import evaluate_samples
+from runner.metrics import frechet_distance, sample_quality
+from runner.train import run
+
+
+def gaussian(n: int, mean, std: float = 1.0, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    return mean + std * torch.randn(n, len(mean), generator=g, dtype=torch.float64)
+
+
+def test_identical_sets_are_at_distance_zero():
+    x = gaussian(2000, [0.0] * 6)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shift", "std", "expected"),
+    [
+        ([1.0, 2.0, 0.0, 0.0], 1.0, 5.0),  # ||mu_1 - mu_2||^2
+        ([0.0] * 4, 2.0, 4.0),  # d (1 - s)^2 with d = 4, s = 2
+        ([3.0, 0.0, 0.0, 0.0], 0.5, 9.0 + 4 * 0.25),
+    ],
+)
+def test_shifted_and_scaled_gaussians_give_the_closed_form(shift, std, expected):
+    a = gaussian(200_000, [0.0] * 4, seed=1)
+    b = gaussian(200_000, shift, std, seed=2)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=0.02, abs=0.02)
+
+
+class BarReader(nn.Module):
+    """A 'classifier' for tests/conftest.py's class images: class c is a bright bar at a known
+    row, so the brightness of those ten rows is both the feature vector and the logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = [2 + (c * 22) // 10 + 1 for c in range(10)]
+        self.head = nn.Identity()
+        self.scale = nn.Parameter(torch.tensor(20.0), requires_grad=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, self.rows, 8:20].mean(-1) * self.scale
+
+
+def images_of(labels, seed: int) -> torch.Tensor:
+    return torch.from_numpy(class_images(np.asarray(labels), seed=seed)).float().div(255)[:, None]
+
+
+def test_coverage_confidence_and_distance_tell_collapsed_samples_from_real_ones():
+    reader = BarReader()
+    real = images_of(np.arange(600) % 10, seed=1)
+    diverse = sample_quality(reader, images_of(np.arange(600) % 10, seed=2), real)
+    collapsed = sample_quality(reader, images_of(np.full(600, 3), seed=2), real)
+    assert diverse["class_coverage"] == 10 and collapsed["class_coverage"] == 1
+    assert diverse["confidence"] > 0.99
+    assert collapsed["fd"] > 50 * max(diverse["fd"], 1e-3)
+    assert diverse["fd"] < 5 * max(diverse["fd_floor"], 1e-3)  # as close as real data gets
+
+
+@pytest.fixture
+def cnn_run(config, tiny_mnist, tmp_path):
+    data = ["dataset=mnist", f"dataset.root={tiny_mnist}", "dataset.download=false"]
+    run(
+        config(
+            "model=cnn",
+            *data,
+            "model.channels=[8,16]",
+            "model.convs_per_block=1",
+            "trainer.max_epochs=2",
+            "trainer.batch_size=32",
+            "optimizer.lr=3e-3",
+            "optimized_metric=val/acc",
+            "optimized_mode=max",
+            "logger=none",
+            run_dir=tmp_path / "cnn",
+        )
+    )
+    return tmp_path / "cnn", data
+
+
+def test_generative_runs_report_fd_against_a_trained_classifier(config, cnn_run, tmp_path):
+    classifier, data = cnn_run
+    quality = [f"model.fd_classifier={classifier}", "model.fd_samples=200", "logger=none"]
+    vae = run(config("model=vae", *data, *quality, "model.nll_samples=4", "model.latent_dim=4"))
+    gan = run(
+        config(
+            "model=gan",
+            "optimizer=gan_adam",
+            "optimized_metric=val/d_loss",
+            *data,
+            *quality,
+            "model.channels=[8,16]",
+            "model.latent_dim=8",
+            "trainer.max_epochs=1",
+            run_dir=tmp_path / "gan",
+        )
+    )
+    for metrics in (vae, gan):
+        assert metrics["test/fd"] > metrics["test/fd_floor"] >= 0
+        assert 0 <= metrics["test/class_coverage"] <= 10
+        assert 0.1 <= metrics["test/confidence"] <= 1
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    assert saved["test/fd"] == vae["test/fd"]
+
+    # The CLI scores a finished run the same way (same seeds, same checkpoint).
+    again = evaluate_samples(tmp_path / "run", classifier, samples=200, device="cpu")
+    assert again["test/fd"] == pytest.approx(vae["test/fd"], rel=1e-5)
+    with pytest.raises(RunnerError, match="not a classifier"):
+        evaluate_samples(tmp_path / "run", tmp_path / "gan", samples=50, device="cpu")
+
+
+@pytest.mark.parametrize("model", ["deep_ae", "vae"])
+def test_latent_codes_go_to_the_projector_with_labels(model, config, tiny_mnist, tmp_path):
+    extra = ["model.nll_samples=2"] if model == "vae" else []
+    data = ["dataset=mnist", f"dataset.root={tiny_mnist}", "dataset.download=false"]
+    run(config(f"model={model}", *data, "model.latent_dim=3", "trainer.max_epochs=1", *extra))
+    (tensors,) = (tmp_path / "run").rglob("tensors.tsv")
+    codes = np.loadtxt(tensors, delimiter="\t")
+    assert codes.shape == (100, 3)  # every test image, its latent code
+    labels = (tensors.parent / "metadata.tsv").read_text().split("\n")
+    assert labels[0].startswith("0") and labels[1].startswith("1")  # class names per point
+    assert (tensors.parent / "sprite.png").exists()  # thumbnails
+    assert "projector_config.pbtxt" in {p.name for p in (tmp_path / "run").iterdir()}
