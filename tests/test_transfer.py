@@ -264,3 +264,16 @@ def test_bad_transfer_settings_are_refused_before_training(config, override, mes
 
     with pytest.raises(RunnerError, match=message):
         validate(config("model=transfer", override))
+
+
+def test_a_local_weights_file_is_loaded_into_the_backbone(tmp_path):
+    import torchvision.models as tvm
+
+    torch.manual_seed(1)
+    source = tvm.get_model("mobilenet_v3_small", weights=None)
+    torch.save(source.state_dict(), tmp_path / "mine.pth")
+    model = TransferClassifier(
+        (3, 16, 16), 4, backbone="mobilenet_v3_small", pretrained=str(tmp_path / "mine.pth")
+    )
+    conv = "features.0.0.weight"
+    assert torch.equal(model.backbone.state_dict()[conv], source.state_dict()[conv])
