@@ -12,6 +12,7 @@ Prints test accuracy and wall time of each, and whether fine-tuning beats traini
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,11 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--pretrained",
+        default=None,
+        help="reuse this MNIST cnn run folder instead of pretraining (e.g. <out>/mnist_cnn)",
+    )
+    parser.add_argument(
         "--out", default=None, help="where the runs go (default: a temporary folder)"
     )
     args = parser.parse_args()
@@ -47,16 +53,21 @@ def main() -> None:
     root = str(Path(args.root).resolve())
     seed = f"trainer.seed={args.seed}"
 
-    pretrained, pre_time = train(
-        out / "mnist_cnn",
-        [
-            "experiment=transfer_mnist_pretrain",
-            f"dataset.root={root}",
-            "dataset.download=false",
-            f"trainer.max_epochs={args.pretrain_epochs}",
-            seed,
-        ],
-    )
+    source = Path(args.pretrained).resolve() if args.pretrained else out / "mnist_cnn"
+    if args.pretrained:
+        summary = json.loads((source / "metrics.json").read_text())
+        pretrained, pre_time = summary["metrics"], summary["wall_time_s"]
+    else:
+        pretrained, pre_time = train(
+            out / "mnist_cnn",
+            [
+                "experiment=transfer_mnist_pretrain",
+                f"dataset.root={root}",
+                "dataset.download=false",
+                f"trainer.max_epochs={args.pretrain_epochs}",
+                seed,
+            ],
+        )
     # The same data, subset, epochs, batch size, optimiser and seed for all three.
     target = [
         f"dataset.root={root}",
@@ -65,7 +76,7 @@ def main() -> None:
         f"trainer.max_epochs={args.epochs}",
         seed,
     ]
-    backbone = f"model.pretrained={out / 'mnist_cnn'}"
+    backbone = f"model.pretrained={source}"
     rows = {
         "from scratch (cnn)": ("scratch", ["experiment=cnn_fashion_scratch", *target]),
         "feature extraction": (
@@ -81,7 +92,7 @@ def main() -> None:
 
     print(
         f"\nPretrained cnn on MNIST: test acc {pretrained['test/acc']:.4f} "
-        f"({args.pretrain_epochs} epochs, {pre_time:.0f} s)"
+        f"({pre_time:.0f} s{', reused from ' + str(source) if args.pretrained else ''})"
     )
     print(
         f"Fashion-MNIST, {args.subset} training labels, {args.epochs} epochs, seed {args.seed}:\n"
