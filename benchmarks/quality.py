@@ -6,6 +6,7 @@ which the VAE's and the GAN's samples are scored (Fréchet distance, class cover
 Prints one table: model, epochs, wall time, metrics, target, pass/fail.
 
     python benchmarks/quality.py --root ../shared/data
+    python benchmarks/quality.py --root ../shared/data --out runs --models gan --reuse  # one more
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run folders (default: a temporary folder)")
     parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--classifier", default=None, help="reuse a finished cnn run folder")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take the finished runs already in --out (<out>/<model>/metrics.json) into the table",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--nll-samples", type=int, default=1000, help="K for the VAE's test NLL")
     parser.add_argument("--nll-images", type=int, default=None, help="test images for the NLL")
@@ -107,6 +113,11 @@ def main() -> None:
     epochs = dict(item.split("=") for item in args.epochs)
     results: dict[str, dict] = {}
     classifier = args.classifier
+    for name in PRESETS:
+        finished = out / name / "metrics.json"
+        if args.reuse and name not in args.models and finished.exists():
+            results[name] = json.loads(finished.read_text())
+            results[name]["wall_s"] = results[name]["wall_time_s"]
     for name in [m for m in PRESETS if m in args.models]:
         print(f"=== {name} ===", flush=True)
         overrides = list(common)

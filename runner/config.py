@@ -209,6 +209,8 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "model.nll_samples": (_positive, "an integer >= 1"),
     "model.fd_samples": (lambda v: v >= 2, "an integer >= 2"),
     "model.nll_images": (_positive, "an integer >= 1, or null (all)"),
+    "model.ema_decay": (_fraction_open, "a number in (0, 1), or null (off)"),
+    "model.val_fd_samples": (lambda v: v == 0 or v >= 2, "0 (off) or an integer >= 2"),
 }
 
 TARGET_GROUPS = (
@@ -244,6 +246,17 @@ def validate(cfg: DictConfig) -> None:
         node = OmegaConf.select(cfg, path)
         if isinstance(node, DictConfig) and node.get("_target_"):
             check_target_node(path, node)
+    monitored = {
+        cfg.get("optimized_metric"),
+        OmegaConf.select(cfg, "regularization.early_stopping.monitor"),
+    }
+    if "val/fd" in monitored and not OmegaConf.select(cfg, "model.fd_classifier", default=None):
+        raise RunnerError(
+            "val/fd (the Fréchet distance of samples to the validation images) is monitored, but "
+            "it is only measured with model.fd_classifier=<the run folder of a cnn trained on "
+            "the same dataset, e.g. experiment=cnn_mnist>. Pass one, or monitor another metric "
+            "(optimized_metric=val/g_loss)."
+        )
 
 
 def check_target_node(path: str, node: DictConfig) -> None:

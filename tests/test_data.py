@@ -1,5 +1,8 @@
 """Datasets, splits, the device loader and batch augmentation."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -45,6 +48,33 @@ def test_mnist_format_files_load_through_torchvision_and_are_cached(tmp_path):
         f.unlink()
     again = torchvision_images("FashionMNIST", str(root), download=False, val_fraction=0.1)
     assert torch.equal(again.train.images, data.train.images)
+
+
+def test_original_gz_files_load_without_download(tmp_path):
+    # What the missing-files message tells offline users to do: put the four .gz files in raw/.
+    root = write_mnist_like(tmp_path, "MNIST", n_train=60, n_test=20, compress=True)
+    assert all(p.suffix == ".gz" for p in (root / "MNIST" / "raw").iterdir())
+    data = torchvision_images("MNIST", str(root), download=False, val_fraction=0.1)
+    assert (len(data.train), len(data.val), len(data.test)) == (54, 6, 20)
+
+
+def test_parallel_trials_unpack_and_cache_the_same_files_safely(tmp_path):
+    # A sweep's first trials all find the .gz files packed and the cache empty at once.
+    root = write_mnist_like(tmp_path, "MNIST", n_train=2000, n_test=500, compress=True)
+    script = (
+        "import sys; from runner.data.datasets import torchvision_images as t; "
+        "d = t('MNIST', sys.argv[1], download=False); "
+        "print(len(d.train) + len(d.val) + len(d.test))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4
+    assert outputs == ["2500"] * 4
+    leftovers = [p.name for p in (root / "MNIST").rglob("*") if p.name.startswith("tmp")]
+    assert leftovers == []
 
 
 def test_read_only_gz_files_are_mirrored_not_written_beside(tmp_path, monkeypatch):

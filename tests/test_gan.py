@@ -5,8 +5,9 @@ import functools
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.nn.utils import parametrize
 
-from runner.errors import TrainingDiverged
+from runner.errors import RunnerError, TrainingDiverged
 from runner.models import GAN
 from runner.train import run
 from runner.training.step import OptimizerStep
@@ -42,6 +43,44 @@ def test_every_loss_steps_both_networks_on_every_shape(shape, loss, tmp_path):
     assert torch.equal(again.generate(model.fixed_noise), model.generate(model.fixed_noise))
     samples = model.sample(4)
     assert samples.shape == (4, *shape) and samples.min() >= 0 and samples.max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+def test_resize_generator_spectral_norm_batch_spread_and_weight_averaging(shape, tmp_path):
+    torch.manual_seed(0)
+    options = dict(
+        upsample="resize", spectral_norm=True, minibatch_std=True, ema_decay=0.9, loss="hinge"
+    )
+    model = GAN(shape, latent_dim=8, channels=(8, 16), **options)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.generator.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.discriminator.modules())
+    assert all(
+        parametrize.is_parametrized(m, "weight")
+        for m in model.discriminator.modules()
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+    )
+    optimizers = model.configure_optimizers(functools.partial(torch.optim.Adam, lr=1e-2))
+    model.train()
+    for _ in range(3):
+        model.training_step(
+            (torch.rand(6, *shape), None), optimizers, OptimizerStep(torch.device("cpu"))
+        )
+    model.eval()
+    z = model.fixed_noise[:4]
+    averaged = model.generator_ema(z)
+    # The average lags the trained weights, and it is what samples are drawn from.
+    assert not torch.allclose(averaged, model.generate(z))
+    assert torch.equal(model.draw(z), (averaged + 1) / 2)
+    torch.save(model.state_dict(), tmp_path / "gan.pt")
+    again = GAN(shape, latent_dim=8, channels=(8, 16), **options).eval()
+    again.load_state_dict(torch.load(tmp_path / "gan.pt", weights_only=True))
+    assert torch.equal(again.draw(z), model.draw(z))
+    assert model.sample(5).shape == (5, *shape)
+
+
+def test_monitoring_val_fd_without_a_classifier_is_refused_at_start_up(config):
+    with pytest.raises(RunnerError, match="model.fd_classifier"):
+        run(config("model=gan", "optimizer=gan_adam", "optimized_metric=val/fd"))
 
 
 def test_gan_trains_on_digits_and_shows_fixed_noise_samples(config, tmp_path):

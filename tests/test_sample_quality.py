@@ -14,6 +14,7 @@ from runner.errors import RunnerError
 from runner.evaluate_samples import evaluate_samples
 from runner.metrics import frechet_distance, sample_quality
 from runner.train import run
+from runner.training.checkpoint import load_checkpoint
 
 
 def gaussian(n: int, mean, std: float = 1.0, seed: int = 0) -> torch.Tensor:
@@ -99,15 +100,24 @@ def test_generative_runs_report_fd_against_a_trained_classifier(config, cnn_run,
         config(
             "model=gan",
             "optimizer=gan_adam",
-            "optimized_metric=val/d_loss",
+            "optimized_metric=val/fd",
+            "optimized_mode=min",
             *data,
             *quality,
+            "model.val_fd_samples=100",
             "model.channels=[8,16]",
             "model.latent_dim=8",
-            "trainer.max_epochs=1",
+            "trainer.max_epochs=3",
             run_dir=tmp_path / "gan",
         )
     )
+    # The GAN measures val/fd after every epoch and keeps the epoch with the lowest as best.pt.
+    history = load_checkpoint(tmp_path / "gan" / "checkpoints" / "last.pt")["history"]
+    val_fd = [epoch["val/fd"] for epoch in history]
+    assert len(val_fd) == 3 and all(fd > 0 for fd in val_fd)
+    best = json.loads((tmp_path / "gan" / "metrics.json").read_text())
+    assert best["best_epoch"] == 1 + val_fd.index(min(val_fd))
+    assert gan["val/fd_best"] == min(val_fd)
     for metrics in (vae, gan):
         assert metrics["test/fd"] > metrics["test/fd_floor"] >= 0
         assert 0 <= metrics["test/class_coverage"] <= 10

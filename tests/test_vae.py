@@ -100,3 +100,14 @@ def test_kl_warm_up_and_gaussian_decoder(config, tmp_path):
 def test_beta_vae_preset(config):
     cfg = config("model=beta_vae")
     assert cfg.model.beta == 4.0 and cfg.model._target_ == "runner.models.VAE"
+
+
+def test_conv_vae_dense_layers_sit_between_the_convolutions_and_the_code():
+    with_dense = VAE((1, 28, 28), channels=(8, 16), hidden_dims=(64, 32), latent_dim=4)
+    assert with_dense.posterior.in_features == 32
+    assert with_dense.decoder[0][0].in_features == 4  # latent -> 32 -> 64 -> 16 x 7 x 7
+    assert with_dense.decoder[0][-1].out_features == 16 * 7 * 7
+    straight = VAE((1, 28, 28), channels=(8, 16), hidden_dims=(), latent_dim=4)
+    assert straight.posterior.in_features == 16 * 7 * 7
+    for model in (with_dense, straight):
+        assert model.sample(3).shape == (3, 1, 28, 28)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,9 @@ def load_or_build(cache_file: Path, build: callable) -> TensorSplit:
             cache_file.unlink(missing_ok=True)  # a broken cache is rebuilt, not fatal
     split = build()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
+    # A private temporary name: parallel sweep trials may build the same cache at once.
+    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
+    os.close(fd)
     torch.save({"images": split.images, "labels": split.labels}, tmp)
     os.replace(tmp, cache_file)
     return split
@@ -224,20 +227,25 @@ def _decode_torchvision(cls, name: str, root: Path, cache: Path, train: bool, do
 
 
 def _readable_root(name: str, root: Path, cache: Path) -> Path:
-    """torchvision unpacks MNIST's .gz files beside them; for a read-only folder we unpack them
-    into the cache instead and point torchvision there."""
+    """Unpack MNIST-style .gz files, which torchvision unpacks only while downloading, so that
+    `download=false` works on a folder of the original files. They are unpacked beside the
+    originals, or into the cache when that folder is read-only (shared data is left alone)."""
     from torchvision.datasets.utils import extract_archive
 
     raw = root / name / "raw"
     packed = sorted(raw.glob("*.gz")) if raw.is_dir() else []
-    if not packed or _writable(raw):
+    if not packed:
         return root
-    mirror_raw = cache / "mirror" / name / "raw"
-    mirror_raw.mkdir(parents=True, exist_ok=True)
+    source = root if _writable(raw) else cache / "mirror"
+    unpacked = source / name / "raw"
+    unpacked.mkdir(parents=True, exist_ok=True)
     for file in packed:
-        if not (mirror_raw / file.stem).exists():
-            extract_archive(str(file), str(mirror_raw))
-    return cache / "mirror"
+        if not (unpacked / file.stem).exists():
+            # Unpacked aside, then renamed: a parallel trial never reads a half-written file.
+            with tempfile.TemporaryDirectory(dir=unpacked) as aside:
+                extract_archive(str(file), aside)
+                os.replace(Path(aside) / file.stem, unpacked / file.stem)
+    return source
 
 
 def _missing_files_message(cls, name: str, root: Path, download: bool, exc: Exception) -> str:

@@ -3,6 +3,7 @@
 from runner.metrics.frechet import frechet_distance
 from runner.metrics.projector import log_latent_projector
 from runner.metrics.sample_quality import (
+    FrechetReference,
     classifier_outputs,
     generative_test_metrics,
     load_classifier,
@@ -10,6 +11,7 @@ from runner.metrics.sample_quality import (
 )
 
 __all__ = [
+    "FrechetReference",
     "classifier_outputs",
     "frechet_distance",
     "generative_test_metrics",

@@ -104,6 +104,20 @@ def draw_samples(sample: Callable[[int], torch.Tensor], n: int, batch_size: int 
     return torch.cat(chunks)
 
 
+class FrechetReference:
+    """A real image set's classifier features, computed once; `fd(samples)` scores sample sets
+    against them (the GAN's per-epoch `val/fd`)."""
+
+    def __init__(self, classifier: nn.Module, real: torch.Tensor) -> None:
+        self.classifier = classifier
+        self.real_features, _ = classifier_outputs(classifier, real)
+
+    @torch.no_grad()
+    def fd(self, samples: torch.Tensor) -> float:
+        features, _ = classifier_outputs(self.classifier, samples)
+        return frechet_distance(self.real_features, features)
+
+
 @torch.no_grad()
 def generative_test_metrics(
     sample: Callable[[int], torch.Tensor],

@@ -55,6 +55,11 @@ class RunnerModel(nn.Module):
         return {}
 
     @torch.no_grad()
+    def on_validation_end(self, loader, preprocess) -> dict[str, float]:
+        """After each validation pass: extra whole-set metrics, named `val/...` (the GAN's FD)."""
+        return {}
+
+    @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
         """After the test pass over the best checkpoint: extra whole-test-set metrics (returned,
         named `test/...`) and artifacts for TensorBoard (`logger` may be None)."""

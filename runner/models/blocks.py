@@ -11,6 +11,7 @@ from torch import nn
 Activation = Literal["relu", "leaky_relu", "gelu", "elu", "silu", "tanh"]
 Init = Literal["default", "xavier", "kaiming"]
 Normalization = Literal["none", "batch", "layer"]
+Upsample = Literal["transposed", "resize"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -88,17 +89,26 @@ def conv_decoder(
     sizes: Sequence[tuple[int, int]],
     act: Activation = "relu",
     normalization: Normalization = "none",
+    upsample: Upsample = "transposed",
 ) -> nn.Sequential:
-    """Mirror of `conv_encoder`: transposed convolutions back through `sizes` (small to large).
+    """Mirror of `conv_encoder`: back through `sizes` (small to large) by stride-2 transposed
+    convolutions, or by `resize`: nearest-neighbour upsampling then a 3x3 convolution, which
+    avoids the checkerboard pattern of uneven kernel overlap (Odena et al., 2016) at four times
+    the arithmetic.
 
     Returns logits with `out_channels` channels at `sizes[-1]`.
     """
     layers: list[nn.Module] = []
     widths = list(channels) + [out_channels]
     for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
-        # output_padding that lands on the encoder's exact size (0 or 1 per axis)
-        extra = tuple(big - (2 * small - 1) for small, big in zip(sizes[i], sizes[i + 1]))
-        layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=extra))
+        if upsample == "resize":
+            layers += [nn.Upsample(size=sizes[i + 1]), nn.Conv2d(c_in, c_out, 3, padding=1)]
+        else:
+            # output_padding that lands on the encoder's exact size (0 or 1 per axis)
+            extra = tuple(big - (2 * small - 1) for small, big in zip(sizes[i], sizes[i + 1]))
+            layers.append(
+                nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=extra)
+            )
         if i < len(widths) - 2:
             layers += _norm_2d(normalization, c_out) + [make_activation(act)]
     return nn.Sequential(*layers)

@@ -10,12 +10,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrizations
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
 from runner.errors import TrainingDiverged
 from runner.models.base import RunnerModel
 from runner.models.blocks import (
     Init,
+    Upsample,
     conv_decoder,
     conv_encoder,
     conv_sizes,
@@ -27,12 +30,28 @@ log = logging.getLogger(__name__)
 Loss = Literal["bce", "minimax", "hinge", "wgan_gp"]
 
 
+class MinibatchStd(nn.Module):
+    """Appends one feature map: the batch's standard deviation, averaged over features."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spread = (x.float().var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+        return torch.cat([x, spread.to(x.dtype).expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+
+
 class GAN(RunnerModel):
     """Losses: `bce` (non-saturating generator loss), `minimax` (the original log(1 - D(G(z)))),
     `hinge`, and `wgan_gp` (critic with gradient penalty, `n_critic` critic steps per G step).
 
     Logs `d_loss`, `g_loss`, `d_real` and `d_fake` (mean D output on real and generated images:
     probabilities for bce/minimax, raw scores otherwise) and shows samples from fixed noise.
+
+    `ema_decay` keeps an exponential moving average of the generator's weights, which draws the
+    samples (shown, scored and tested): it smooths out the last steps' oscillation. `spectral_norm`
+    constrains the discriminator's layers instead of batch-normalising them. `minibatch_std` shows
+    the discriminator how varied its batch is (Karras et al., 2018), so that a generator drawing
+    the same few digits is caught. Given `fd_classifier` (a `cnn` run folder), every validation
+    pass adds `val/fd`, the Fréchet distance of `val_fd_samples` samples to the validation images:
+    the metric to pick the best epoch by.
     """
 
     def __init__(
@@ -45,9 +64,14 @@ class GAN(RunnerModel):
         label_smoothing: float = 0.0,
         gp_weight: float = 10.0,
         init: Init = "default",
+        upsample: Upsample = "transposed",
+        ema_decay: float | None = None,
+        spectral_norm: bool = False,
+        minibatch_std: bool = False,
         collapse_patience: int = 3,
         fd_classifier: str | None = None,
         fd_samples: int = 10_000,
+        val_fd_samples: int = 2_000,
     ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -59,6 +83,8 @@ class GAN(RunnerModel):
         self.collapse_patience = collapse_patience
         self.fd_classifier = fd_classifier
         self.fd_samples = fd_samples
+        self.val_fd_samples = val_fd_samples
+        self._fd_reference = None  # the validation images' features, computed on first use
         c, h, w = self.in_shape
         sizes = conv_sizes(h, w, len(channels))
         fh, fw = sizes[-1]
@@ -67,17 +93,30 @@ class GAN(RunnerModel):
             nn.BatchNorm1d(channels[-1] * fh * fw),
             nn.ReLU(),
             nn.Unflatten(1, (channels[-1], fh, fw)),
-            conv_decoder(c, list(channels)[::-1], sizes[::-1], "relu", "batch"),
+            conv_decoder(c, list(channels)[::-1], sizes[::-1], "relu", "batch", upsample),
             nn.Tanh(),
         )
         # Batch norm in the critic would break the per-sample gradient penalty.
-        d_norm = "none" if loss == "wgan_gp" else "batch"
+        d_norm = "none" if loss == "wgan_gp" or spectral_norm else "batch"
+        extra = 1 if minibatch_std else 0
         self.discriminator = nn.Sequential(
             conv_encoder(c, channels, "leaky_relu", 0.0, d_norm),
+            *([MinibatchStd()] if minibatch_std else []),
             nn.Flatten(),
-            nn.Linear(channels[-1] * fh * fw, 1),
+            nn.Linear((channels[-1] + extra) * fh * fw, 1),
         )
         init_weights(self, init, "leaky_relu")
+        if spectral_norm:
+            for m in self.discriminator.modules():
+                if isinstance(m, nn.Conv2d | nn.Linear):
+                    parametrizations.spectral_norm(m)
+        self.generator_ema = (
+            AveragedModel(
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
+            if ema_decay
+            else None
+        )
         self.register_buffer(
             "fixed_noise", torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0))
         )
@@ -87,15 +126,18 @@ class GAN(RunnerModel):
 
     # -- generation ---------------------------------------------------------------------------
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] (what D sees)."""
+        """Images in [-1, 1] (what D sees), from the generator being trained."""
         return self.generator(z)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        """Images in [0, 1]."""
-        return (
-            self.generate(torch.randn(n, self.latent_dim, device=self.fixed_noise.device)) + 1
-        ) / 2
+        """Images in [0, 1], from the averaged generator when there is one."""
+        return self.draw(torch.randn(n, self.latent_dim, device=self.fixed_noise.device))
+
+    @torch.no_grad()
+    def draw(self, z: torch.Tensor) -> torch.Tensor:
+        generator = self.generator_ema if self.generator_ema is not None else self.generator
+        return (generator(z) + 1) / 2
 
     # -- losses -------------------------------------------------------------------------------
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -155,6 +197,8 @@ class GAN(RunnerModel):
         with step.autocast():
             g_loss = self.g_loss(self.generate(torch.randn(n, self.latent_dim, device=real.device)))
         step(g_loss, optimizers["g"], "g")
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
         self._d_loss_sum += d_loss.detach()
         self._d_loss_count += 1
         return {
@@ -189,6 +233,24 @@ class GAN(RunnerModel):
         self._d_loss_sum, self._d_loss_count = 0.0, 0
 
     @torch.no_grad()
+    def on_validation_end(self, loader, preprocess) -> dict[str, float]:
+        """`val/fd` when a classifier is given, on the same noise every epoch."""
+        if not self.fd_classifier or not self.val_fd_samples:
+            return {}
+        from runner.metrics import FrechetReference, load_classifier
+        from runner.metrics.sample_quality import draw_samples, real_images
+
+        device = self.fixed_noise.device
+        if self._fd_reference is None:
+            self._fd_reference = FrechetReference(
+                load_classifier(self.fd_classifier, device), real_images(loader, preprocess)
+            )
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            samples = draw_samples(self.sample, self.val_fd_samples)
+        return {"val/fd": self._fd_reference.fd(samples)}
+
+    @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
         """Sample quality against the test set when `fd_classifier` names a `cnn` run."""
         from runner.metrics import generative_test_metrics
@@ -200,7 +262,7 @@ class GAN(RunnerModel):
 
     @torch.no_grad()
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        samples = (self.generate(self.fixed_noise) + 1) / 2
+        samples = self.draw(self.fixed_noise)
         return {
             "samples": make_grid(
                 samples.float().clamp(0, 1).cpu(), nrow=8, padding=1, pad_value=1.0

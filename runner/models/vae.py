@@ -31,6 +31,9 @@ LOG_2PI = math.log(2 * math.pi)
 class VAE(RunnerModel):
     """Convolutional (or MLP) VAE with a Bernoulli or Gaussian decoder.
 
+    `arch="conv"`: stride-2 convolutions (`channels`), then the dense `hidden_dims`, to the mean
+    and log-variance of the code; the decoder mirrors the encoder. `arch="mlp"`: dense layers only.
+
     Bernoulli targets are dynamically binarised (a fresh Bernoulli(x) sample every training batch;
     validation and test use one fixed sample so their numbers are comparable). Logged in nats per
     image: `recon`, `kl`, `neg_elbo`, and `active_units` (latent dimensions whose posterior mean
@@ -93,15 +96,25 @@ class VAE(RunnerModel):
             sizes = conv_sizes(h, w, len(channels))
             fh, fw = sizes[-1]
             flat = channels[-1] * fh * fw
+            # Convolutions, then the `hidden_dims` fully connected layers (none: straight to the
+            # code), mirrored in the decoder.
+            dense = [flat, *hidden_dims]
             self.encoder = nn.Sequential(
-                conv_encoder(c, channels, activation, dropout, normalization), nn.Flatten()
+                conv_encoder(c, channels, activation, dropout, normalization),
+                nn.Flatten(),
+                *(
+                    [mlp(dense, activation, dropout, normalization), make_activation(activation)]
+                    if hidden_dims
+                    else []
+                ),
             )
             self.decoder = nn.Sequential(
-                nn.Linear(latent_dim, flat),
+                mlp([latent_dim, *dense[::-1]], activation, dropout, normalization),
                 make_activation(activation),
                 nn.Unflatten(1, (channels[-1], fh, fw)),
                 conv_decoder(c, list(channels)[::-1], sizes[::-1], activation, normalization),
             )
+            flat = dense[-1]
         self.posterior = nn.Linear(flat, 2 * latent_dim)  # mean and log-variance
         self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" else None
         init_weights(self, init, activation)

@@ -210,7 +210,10 @@ class Trainer:
             x, y = self.preprocess(batch, train=False)
             with self.step.autocast():
                 means.add(run((x, y)), len(x))
-        return means.compute(split)
+        metrics = means.compute(split)
+        if split == "val":
+            metrics.update(model.on_validation_end(loader, self.preprocess))
+        return metrics
 
     # -----------------------------------------------------------------------------------------
     def _check_finite(self, name: str, value: float) -> None:
