@@ -327,7 +327,11 @@ def _matches(value: Any, hint: Any) -> bool:
     if hint is str:
         return isinstance(value, str)
     if origin in (list, tuple, Sequence) or hint in (list, tuple):
-        return isinstance(value, list | tuple | ListConfig)
+        if not isinstance(value, list | tuple | ListConfig):
+            return False
+        # Sequence[int], list[int], tuple[int, ...]: every item is checked
+        uniform = len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis)
+        return all(_matches(v, args[0] if uniform else Any) for v in value)
     return True
 
 
@@ -336,6 +340,8 @@ def _describe(hint: Any) -> str:
     args = typing.get_args(hint)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (list, tuple, Sequence):
+        return f"a list of {_describe(args[0])}" if args else "a list"
     if args:
         return " or ".join(_describe(a) for a in args)
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))

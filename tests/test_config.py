@@ -45,6 +45,10 @@ def test_every_model_builds_for_every_dataset_shape(config, model, dataset):
             "model.init='orthogonal' is not valid: expected one of 'default', 'xavier', 'kaiming'",
         ),
         ("model.activation=swish", "model.activation"),
+        (
+            "model.hidden_dims=[64,wide]",
+            "model.hidden_dims=[64, 'wide'] is not valid: expected a list of int",
+        ),
         ("dataset.val_fraction=1.5", "dataset.val_fraction"),
         ("model.latent_dim=0", "model.latent_dim"),
     ],
