@@ -9,6 +9,7 @@ from torch.nn.utils import parametrize
 
 from runner.errors import RunnerError, TrainingDiverged
 from runner.models import GAN
+from runner.models.gan import ema_with_warm_up
 from runner.train import run
 from runner.training.step import OptimizerStep
 
@@ -46,13 +47,23 @@ def test_every_loss_steps_both_networks_on_every_shape(shape, loss, tmp_path):
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
-def test_resize_generator_spectral_norm_batch_spread_and_weight_averaging(shape, tmp_path):
+def test_resize_generator_of_its_own_widths_spectral_norm_batch_spread_and_averaging(
+    shape, tmp_path
+):
     torch.manual_seed(0)
     options = dict(
-        upsample="resize", spectral_norm=True, minibatch_std=True, ema_decay=0.9, loss="hinge"
+        upsample="resize",
+        spectral_norm=True,
+        minibatch_std=True,
+        ema_decay=0.9,
+        loss="hinge",
+        generator_channels=(4, 8, 16),
     )
     model = GAN(shape, latent_dim=8, channels=(8, 16), **options)
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.generator.modules())
+    # a generator three levels deep beside a two-level discriminator
+    assert sum(isinstance(m, torch.nn.Upsample) for m in model.generator.modules()) == 3
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.discriminator.modules()) == 2
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.discriminator.modules())
     assert all(
         parametrize.is_parametrized(m, "weight")
@@ -124,3 +135,34 @@ def test_a_discriminator_pinned_at_zero_loss_stops_the_run_with_advice():
             model.on_train_epoch_start(epoch + 1)
     with pytest.raises(TrainingDiverged, match="label_smoothing"):
         model.on_train_epoch_start(2)
+
+
+def test_weight_average_warms_up_then_holds_its_decay():
+    net = torch.nn.Linear(1, 1, bias=False)
+    averaged = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=ema_with_warm_up(0.9))
+    expected = None
+    for n, value in enumerate([4.0, 0.0, 8.0, 2.0] + [10.0] * 200):
+        net.weight.data.fill_(value)
+        averaged.update_parameters(net)
+        # the first update copies; then the decay is (1 + n) / (10 + n), capped at 0.9
+        decay = min(0.9, (1 + n) / (10 + n))
+        expected = value if n == 0 else decay * expected + (1 - decay) * value
+        assert averaged.module.weight.item() == pytest.approx(expected)
+        if n == 1:  # a plain average of decay 0.9 would still sit at 3.6, near the start
+            assert averaged.module.weight.item() < 1.0
+
+
+@pytest.mark.parametrize(("loss", "n_critic"), [("hinge", 1), ("wgan_gp", 3)])
+def test_one_generator_pass_per_critic_step(loss, n_critic):
+    torch.manual_seed(0)
+    model = GAN((1, 8, 8), latent_dim=4, channels=(4, 8), loss=loss, n_critic=n_critic)
+    calls = []
+    model.generator.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    optimizers = model.configure_optimizers(functools.partial(torch.optim.Adam, lr=1e-3))
+    model.train()
+    model.training_step(
+        (torch.rand(6, 1, 8, 8), None), optimizers, OptimizerStep(torch.device("cpu"))
+    )
+    # fakes for the critic steps are drawn without a graph, except the last, which the generator
+    # step reuses
+    assert calls == [False] * (n_critic - 1) + [True]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torchvision.utils import make_grid
 
 from runner.errors import TrainingDiverged
@@ -38,12 +38,34 @@ class MinibatchStd(nn.Module):
         return torch.cat([x, spread.to(x.dtype).expand(x.shape[0], 1, *x.shape[2:])], dim=1)
 
 
+def ema_with_warm_up(decay: float):
+    """`AveragedModel`'s update for an exponential moving average whose decay ramps up as
+    (1 + n) / (10 + n) to `decay`: early on the generator changes fast, and a full-strength
+    average would cling to its random start for thousands of steps."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
+        n = float(n_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers (batch norm's step count)
+            for a, c in zip(averaged, current):
+                a.copy_(a * (1 - weight) + c * weight)
+
+    return update
+
+
 class GAN(RunnerModel):
     """Losses: `bce` (non-saturating generator loss), `minimax` (the original log(1 - D(G(z)))),
     `hinge`, and `wgan_gp` (critic with gradient penalty, `n_critic` critic steps per G step).
 
     Logs `d_loss`, `g_loss`, `d_real` and `d_fake` (mean D output on real and generated images:
     probabilities for bce/minimax, raw scores otherwise) and shows samples from fixed noise.
+
+    The discriminator halves the image with each of its `channels`; the generator mirrors
+    `generator_channels` (default: the same widths) back up to the image size. A discriminator
+    deep enough to see a whole digit (four levels on 28x28) judges shapes, not strokes.
 
     `ema_decay` keeps an exponential moving average of the generator's weights, which draws the
     samples (shown, scored and tested): it smooths out the last steps' oscillation. `spectral_norm`
@@ -58,7 +80,8 @@ class GAN(RunnerModel):
         self,
         in_shape: Sequence[int],
         latent_dim: int = 64,
-        channels: Sequence[int] = (64, 128),
+        channels: Sequence[int] = (64, 128, 256),
+        generator_channels: Sequence[int] | None = None,
         loss: Loss = "bce",
         n_critic: int = 1,
         label_smoothing: float = 0.0,
@@ -86,16 +109,18 @@ class GAN(RunnerModel):
         self.val_fd_samples = val_fd_samples
         self._fd_reference = None  # the validation images' features, computed on first use
         c, h, w = self.in_shape
-        sizes = conv_sizes(h, w, len(channels))
-        fh, fw = sizes[-1]
+        g_channels = list(generator_channels or channels)
+        sizes = conv_sizes(h, w, len(g_channels))
+        gh, gw = sizes[-1]
         self.generator = nn.Sequential(
-            nn.Linear(latent_dim, channels[-1] * fh * fw),
-            nn.BatchNorm1d(channels[-1] * fh * fw),
+            nn.Linear(latent_dim, g_channels[-1] * gh * gw),
+            nn.BatchNorm1d(g_channels[-1] * gh * gw),
             nn.ReLU(),
-            nn.Unflatten(1, (channels[-1], fh, fw)),
-            conv_decoder(c, list(channels)[::-1], sizes[::-1], "relu", "batch", upsample),
+            nn.Unflatten(1, (g_channels[-1], gh, gw)),
+            conv_decoder(c, g_channels[::-1], sizes[::-1], "relu", "batch", upsample),
             nn.Tanh(),
         )
+        fh, fw = conv_sizes(h, w, len(channels))[-1]
         # Batch norm in the critic would break the per-sample gradient penalty.
         d_norm = "none" if loss == "wgan_gp" or spectral_norm else "batch"
         extra = 1 if minibatch_std else 0
@@ -112,7 +137,7 @@ class GAN(RunnerModel):
                     parametrizations.spectral_norm(m)
         self.generator_ema = (
             AveragedModel(
-                self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+                self.generator, multi_avg_fn=ema_with_warm_up(ema_decay), use_buffers=True
             )
             if ema_decay
             else None
@@ -189,13 +214,17 @@ class GAN(RunnerModel):
     def training_step(self, batch, optimizers, step) -> dict[str, torch.Tensor]:
         real = batch[0] * 2 - 1
         n = real.shape[0]
-        for _ in range(self.n_critic):
+        for i in range(self.n_critic):
+            last = i == self.n_critic - 1
+            # The last critic step's fakes also train the generator (as in the DCGAN reference
+            # code): one generator forward pass per step instead of two.
+            with step.autocast(), torch.set_grad_enabled(last):
+                fake = self.generate(torch.randn(n, self.latent_dim, device=real.device))
             with step.autocast():
-                fake = self.generate(torch.randn(n, self.latent_dim, device=real.device)).detach()
-                d_loss, shown = self.d_loss(real, fake)
+                d_loss, shown = self.d_loss(real, fake.detach())
             step(d_loss, optimizers["d"], "d")
         with step.autocast():
-            g_loss = self.g_loss(self.generate(torch.randn(n, self.latent_dim, device=real.device)))
+            g_loss = self.g_loss(fake)
         step(g_loss, optimizers["g"], "g")
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
