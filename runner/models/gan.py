@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
 from runner.errors import TrainingDiverged
@@ -43,15 +43,9 @@ def ema_with_warm_up(decay: float):
     (1 + n) / (10 + n) to `decay`: early on the generator changes fast, and a full-strength
     average would cling to its random start for thousands of steps."""
 
-    @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
         n = float(n_averaged)
-        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
-        if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, weight)
-        else:  # integer buffers (batch norm's step count)
-            for a, c in zip(averaged, current):
-                a.copy_(a * (1 - weight) + c * weight)
+        get_ema_multi_avg_fn(min(decay, (1.0 + n) / (10.0 + n)))(averaged, current, n_averaged)
 
     return update
 
