@@ -96,11 +96,8 @@ def main() -> None:
         model = Autoencoder((1, 28, 28), latent_dim=16, arch="conv").to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         step = OptimizerStep(device, precision)
-        generator = torch.Generator().manual_seed(0)
         if name.startswith("runner"):
-            batches = DeviceLoader(
-                data, args.batch_size, device, shuffle=True, drop_last=True, generator=generator
-            )
+            batches = DeviceLoader(data, args.batch_size, device, shuffle=True, drop_last=True)
             preprocess = BatchPreprocessor()
 
             def prepare(batch, preprocess=preprocess):
@@ -114,7 +111,7 @@ def main() -> None:
                 num_workers=args.workers,
                 pin_memory=device.type == "cuda",
                 persistent_workers=args.workers > 0,
-                generator=generator,
+                generator=torch.Generator().manual_seed(0),
             )
 
             def prepare(batch):

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.data.augment import BatchAugmentation
 from runner.data.datasets import ImageData
-from runner.data.loader import make_loader
+from runner.data.loader import Shard, make_loader
+from runner.distributed import DistContext
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
 from runner.search.cv import fold_split
@@ -56,22 +57,26 @@ def build_data(cfg: DictConfig) -> ImageData:
 
 
 def build_loaders(
-    cfg: DictConfig, data: ImageData, device: torch.device, seed: int, world_size: int = 1
+    cfg: DictConfig,
+    data: ImageData,
+    device: torch.device,
+    seed: int,
+    ddp: DistContext | None = None,
 ):
-    """Train (shuffled by a seeded generator that checkpoints save), val and test loaders; with
-    data-parallel training the train loader serves global batches of batch_size x world_size."""
-    generator = torch.Generator().manual_seed(seed)
+    """Train (shuffled in an order drawn from seed + epoch), val and test loaders. With
+    data-parallel training each rank reads its own shard of every split, `trainer.batch_size`
+    examples per step (a global batch of batch_size x processes)."""
     t = cfg.trainer
+    shard = Shard(ddp.rank, ddp.world_size) if ddp else Shard()
+    for name in ("val", "test"):
+        if len(getattr(data, name)) < shard.world_size:
+            raise RunnerError(
+                f"The {name} split has {len(getattr(data, name))} examples, fewer than the "
+                f"{shard.world_size} processes that share it. Use fewer processes."
+            )
     eval_batch = t.eval_batch_size or t.batch_size
-    common = {"device": device, "kind": t.loader, "num_workers": t.num_workers}
-    train = make_loader(
-        data.train,
-        t.batch_size * world_size,
-        shuffle=True,
-        drop_last=True,
-        generator=generator,
-        **common,
-    )
+    common = {"device": device, "kind": t.loader, "num_workers": t.num_workers, "shard": shard}
+    train = make_loader(data.train, t.batch_size, shuffle=True, drop_last=True, seed=seed, **common)
     val = make_loader(data.val, eval_batch, **common)
     test = make_loader(data.test, eval_batch, **common)
     return train, val, test

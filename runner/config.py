@@ -71,7 +71,9 @@ class TrainerConfig:
     limit_train_batches: int | None = None
     progress_bar: bool = True
     log_every_n_steps: int = 50
-    strategy: str = "single"
+    strategy: str = "auto"
+    sync_batchnorm: bool = False
+    ddp_timeout_min: float = 60.0
     threads: int | None = None
 
 
@@ -140,7 +142,7 @@ CHOICES: dict[str, Sequence[str]] = {
     "trainer.device": ("auto", "cpu", "cuda", "mps"),
     "trainer.precision": ("auto", "32", "16-mixed", "bf16-mixed"),
     "trainer.loader": ("auto", "device", "dataloader"),
-    "trainer.strategy": ("single", "ddp"),
+    "trainer.strategy": ("auto", "single", "ddp"),
     "regularization.normalization": ("none", "batch", "layer"),
     "regularization.early_stopping.mode": ("min", "max"),
     "optimized_mode": ("min", "max"),
@@ -191,6 +193,7 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "trainer.limit_train_batches": (_positive, "an integer >= 1, or null (all)"),
     "trainer.log_every_n_steps": (_positive, "an integer >= 1"),
     "trainer.threads": (_positive, "an integer >= 1, or null (automatic)"),
+    "trainer.ddp_timeout_min": (_positive, "minutes > 0"),
     "logger.image_every_n_epochs": (_positive, "an integer >= 1"),
     "logger.num_images": (_positive, "an integer >= 1"),
     "dataset.val_fraction": (_fraction_open, "a fraction in (0, 1)"),

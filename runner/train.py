@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from runner import distributed
 from runner.build import (
     build_augmentation,
     build_data,
@@ -32,13 +33,6 @@ from runner.build import (
 )
 from runner.config import CONF_DIR, explain_hydra_error, register_configs, validate
 from runner.data.loader import BatchPreprocessor
-from runner.distributed import (
-    ShardedBatches,
-    average_gradients,
-    barrier,
-    broadcast_parameters,
-    init_distributed,
-)
 from runner.errors import RunnerError
 from runner.search.cv import run_folds
 from runner.search.resources import share_resources
@@ -57,20 +51,30 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def train(cfg: DictConfig) -> float:
     """Hydra's task function: one run, returning the optimised metric."""
-    metrics = run_folds(cfg, run) if cfg.cv.folds else run(cfg)
+    try:
+        metrics = run_folds(cfg, run) if cfg.cv.folds else run(cfg)
+    except BaseException:
+        distributed.cleanup()  # leave the process group (if any) on every exit path
+        raise
+    distributed.cleanup(finished=True)
     return metrics[cfg.optimized_metric]
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, validate every epoch, test the best checkpoint; return the final metrics."""
-    validate(cfg)
-    print_config_tree(cfg)
+    validate(cfg)  # before joining a process group: every rank fails alike, none waits
     out = Path(cfg.paths.output_dir)
     t = cfg.trainer
-    seed_everything(t.seed, t.deterministic)
+    ddp = distributed.init_distributed(t.strategy, t.device, t.ddp_timeout_min)
     share_resources(cfg)
-    ddp = init_distributed(t.strategy, t.device)
     main = ddp is None or ddp.is_main  # only rank 0 writes logs, checkpoints and metrics
+    if main:
+        print_config_tree(cfg)
+    if ddp:
+        distributed.check_same_run_folder(out)
+    elif t.sync_batchnorm:
+        log.info("trainer.sync_batchnorm=true has nothing to synchronise in one process.")
+    seed_everything(t.seed, t.deterministic)  # identical initial weights on every rank
     device = select_device(t.device)
     precision = resolve_precision(t.precision, device)
     log.info("Device %s, precision %s.", device, precision)
@@ -78,17 +82,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts
 
     data = build_data(cfg)
-    train_loader, val_loader, test_loader = build_loaders(
-        cfg, data, device, t.seed, ddp.world_size if ddp else 1
-    )
+    train_loader, val_loader, test_loader = build_loaders(cfg, data, device, t.seed, ddp)
     model = build_model(cfg).to(device)
     model.class_names = data.class_names
-    if ddp:
-        train_loader = ShardedBatches(train_loader, ddp)
-        broadcast_parameters(model)
+    if ddp and t.sync_batchnorm:
+        model = distributed.convert_sync_batchnorm(model, device)
     if t.compile:
         for child in model.children():
             child.compile()
+    if ddp:
+        model.distribute(distributed.wrapper(ddp, device))
+        # Own random streams per rank: dropout, noise, augmentation and fakes differ by rank.
+        seed_everything(t.seed + ddp.rank, t.deterministic)
     optimizers = build_optimizers(cfg, model)
     schedules = build_schedules(cfg, optimizers, len(train_loader))
     resume = checkpoint_to_resume(cfg, out)
@@ -101,9 +106,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
     trainer = Trainer(
         max_epochs=t.max_epochs,
-        step=OptimizerStep(
-            device, precision, cfg.regularization.grad_clip, average_gradients if ddp else None
-        ),
+        step=OptimizerStep(device, precision, cfg.regularization.grad_clip),
         preprocess=BatchPreprocessor(build_augmentation(cfg)),
         monitor=cfg.optimized_metric,
         mode=cfg.optimized_mode,
@@ -124,13 +127,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
     started = time.perf_counter()
     try:
         fit = trainer.fit(model, train_loader, val_loader, optimizers, schedules, resume)
-        barrier()  # rank 0 has written best.pt before any rank loads it
+        distributed.barrier()  # rank 0 has written best.pt before any rank loads it
         best = out / "checkpoints" / "best.pt"
         if best.exists():
             model.load_state_dict(load_checkpoint(best)["model"])
-        test_metrics = trainer.evaluate(model, test_loader, "test")
-        model.eval()
-        test_metrics.update(model.on_test_end(test_loader, trainer.preprocess, logger))
+        test_metrics = trainer.test(model, test_loader)
+        digests = distributed.state_digests(model) if ddp else []
+        if len(set(digests)) > 1:
+            log.warning("The ranks' weights differ after training: %s.", ", ".join(digests))
         metrics = {
             **fit.best_metrics,
             f"{cfg.optimized_metric}_best": trainer.best.best,
@@ -143,6 +147,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "epochs_trained": fit.epochs_trained,
             "stopped_early": fit.stopped_early,
             "wall_time_s": round(time.perf_counter() - started, 3),
+            "train_time_s": round(fit.train_time_s, 3),
+            "train_steps": trainer.global_step,
+            "processes": ddp.world_size if ddp else 1,
+            **({"state_sha256_by_rank": digests} if ddp else {}),
             "device": str(device),
             "precision": precision,
         }
@@ -158,6 +166,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     finally:
         if logger is not None:
             logger.close()
+        model.parallel = {}  # the DDP wrappers hold the process group: let them go before it
     if main:
         report(out, metrics)
     return metrics
@@ -218,6 +227,16 @@ def main() -> None:
         if not isinstance(exc, RunnerError):
             exc = explain_hydra_error(exc, sys.argv[1:])
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        if previous == "1" or not distributed.is_peer_failure(exc):
+            raise
+        print(
+            f"error: another process of this data-parallel run stopped, so this one cannot go on "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Its own "
+            "error message above says why.",
+            file=sys.stderr,
+        )
         sys.exit(2)
     finally:
         if previous is None:

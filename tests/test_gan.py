@@ -129,12 +129,11 @@ def test_gan_trains_on_digits_and_shows_fixed_noise_samples(config, tmp_path):
 
 def test_a_discriminator_pinned_at_zero_loss_stops_the_run_with_advice():
     model = GAN((1, 8, 8), latent_dim=4, channels=(4, 8), collapse_patience=2)
-    for epoch in range(2):
-        model._d_loss_sum, model._d_loss_count = torch.tensor(1e-5), 1
-        if epoch == 0:
-            model.on_train_epoch_start(epoch + 1)
+    model.on_train_epoch_end({"train/d_loss": 1e-5})
+    model.on_train_epoch_end({"train/d_loss": 0.5})  # recovered: the count starts again
+    model.on_train_epoch_end({"train/d_loss": 1e-5})
     with pytest.raises(TrainingDiverged, match="label_smoothing"):
-        model.on_train_epoch_start(2)
+        model.on_train_epoch_end({"train/d_loss": 2e-5})
 
 
 def test_weight_average_warms_up_then_holds_its_decay():

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from test_search import multirun
 
-from runner.config import CONF_DIR
+from runner.config import CONF_DIR, register_configs
 from runner.search.resources import cpu_count
 
 
@@ -66,6 +66,7 @@ def test_submitit_local_launcher_runs_each_job(tmp_path):
 
 
 def test_slurm_preset_composes_to_the_submitit_slurm_launcher():
+    register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
@@ -78,3 +79,37 @@ def test_slurm_preset_composes_to_the_submitit_slurm_launcher():
         and launcher.cpus_per_task == 8
         and launcher.array_parallelism == 16
     )
+
+
+def test_slurm_ddp_preset_starts_one_task_per_gpu_on_every_node():
+    register_configs()
+    GlobalHydra.instance().clear()
+    overrides = [
+        "hydra/launcher=slurm_ddp",
+        "hydra.launcher.nodes=2",
+        "hydra.launcher.gpus_per_node=8",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 8, 8)
+    assert cfg.trainer.strategy == "auto"  # several tasks -> DDP, without another override
+
+
+@pytest.mark.slow  # a 2-task submitit job: ~20 s on 2 cores
+def test_a_two_task_submitit_job_trains_one_model_data_parallel(tmp_path):
+    """What slurm_ddp does on a cluster, with submitit's local executor: two tasks of one job
+    form a process group from the job's environment and train one model."""
+    sweep = tmp_path / "ddp"
+    multirun(
+        sweep,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.tasks_per_node=2",
+        "hydra.launcher.gpus_per_node=0",
+        "hydra.launcher.timeout_min=5",
+    )
+    summary = json.loads((sweep / "0" / "metrics.json").read_text())
+    digests = summary["state_sha256_by_rank"]
+    assert summary["processes"] == 2 and len(digests) == 2 and digests[0] == digests[1]
+    assert (sweep / "0" / "train_rank1.log").exists()

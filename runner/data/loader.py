@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from runner.data.augment import BatchAugmentation
 from runner.data.datasets import Split, TensorSplit
@@ -13,11 +15,34 @@ from runner.data.datasets import Split, TensorSplit
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Which part of every epoch this process reads: rank r of `world_size` takes every
+    `world_size`-th example of the (shuffled) order from position r, as DistributedSampler does."""
+
+    rank: int = 0
+    world_size: int = 1
+
+
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int, shard: Shard, even: bool):
+    """This rank's indices for one epoch: a permutation drawn from `seed + epoch` (the same on
+    every rank, so the shards never overlap), cut to a multiple of the world size when `even`
+    (training: every rank must take the same number of steps), then strided by rank."""
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+    else:
+        order = torch.arange(n)
+    if even:
+        order = order[: n - n % shard.world_size]
+    return order[shard.rank :: shard.world_size]
+
+
 class DeviceLoader:
     """Shuffled index batches over a uint8 TensorSplit that lives on the training device.
 
-    No per-sample Python work: one randperm per epoch, one gather per batch. The shuffling
-    generator is exposed so checkpoints can save and restore it.
+    No per-sample Python work: one randperm per epoch, one gather per batch. The order depends
+    only on `seed` and the epoch (`set_epoch`), so a resumed run replays it exactly; with several
+    ranks each gathers only its own shard.
     """
 
     def __init__(
@@ -27,33 +52,54 @@ class DeviceLoader:
         device: torch.device,
         shuffle: bool = False,
         drop_last: bool = False,
-        generator: torch.Generator | None = None,
+        seed: int = 0,
+        shard: Shard = Shard(),
     ) -> None:
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
         self.device = device
         self.shuffle = shuffle
-        self.drop_last = drop_last and len(split) > batch_size
-        self.generator = generator
+        self.drop_last = drop_last
+        self.seed = seed
+        self.shard = shard
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _examples(self) -> int:
+        n, w = len(self.labels), self.shard.world_size
+        if self.shuffle or self.drop_last:  # training: an equal share for every rank
+            return (n - n % w) // w
+        return len(range(self.shard.rank, n, w))
+
+    def _drops(self) -> bool:
+        return self.drop_last and self._examples() > self.batch_size
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n = self._examples()
+        return n // self.batch_size if self._drops() else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        n = len(self.labels)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-        else:
-            order = torch.arange(n, device=self.device)
+        even = self.shuffle or self.drop_last
+        order = epoch_order(len(self.labels), self.shuffle, self.seed, self.epoch, self.shard, even)
+        order = order.to(self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.images[index], self.labels[index]
 
+    def whole(self) -> DeviceLoader:
+        """The same loader over every example (for work done once, on rank 0)."""
+        return self if self.shard.world_size == 1 else replace_shard(self, Shard())
+
 
 class HostLoader:
-    """A DataLoader over an on-disk split, moving each uint8 batch to the device."""
+    """A DataLoader over an on-disk split, moving each uint8 batch to the device.
+
+    Training batches come from a DistributedSampler (also for one process: the same seeded order
+    per epoch as DeviceLoader); evaluation reads this rank's strided subset in order.
+    """
 
     def __init__(
         self,
@@ -62,23 +108,38 @@ class HostLoader:
         device: torch.device,
         shuffle: bool = False,
         drop_last: bool = False,
-        generator: torch.Generator | None = None,
+        seed: int = 0,
+        shard: Shard = Shard(),
         num_workers: int = 2,
     ) -> None:
         if isinstance(split, TensorSplit):
             split = torch.utils.data.TensorDataset(split.images, split.labels)
+        self.split = split
         self.device = device
-        self.generator = generator
+        self.shard = shard
+        self.settings = (batch_size, shuffle, drop_last, seed, num_workers)
+        self._whole: HostLoader | None = None
+        self.sampler = None
+        if shuffle or drop_last:
+            self.sampler = DistributedSampler(
+                split, shard.world_size, shard.rank, shuffle=shuffle, seed=seed, drop_last=True
+            )
+            data = split
+        else:
+            data = Subset(split, range(shard.rank, len(split), shard.world_size))
         self.loader = DataLoader(
-            split,
+            data,
             batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last and len(split) > batch_size,
+            sampler=self.sampler,
+            drop_last=drop_last and len(data) // shard.world_size > batch_size,
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
-            generator=generator,
         )
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -90,6 +151,24 @@ class HostLoader:
                 torch.as_tensor(labels).to(self.device, non_blocking=True),
             )
 
+    def whole(self) -> HostLoader:
+        """The same loader over every example (for work done once, on rank 0)."""
+        if self.shard.world_size == 1:
+            return self
+        if self._whole is None:  # built once: its DataLoader keeps its workers
+            batch_size, shuffle, drop_last, seed, num_workers = self.settings
+            self._whole = HostLoader(
+                self.split, batch_size, self.device, shuffle, drop_last, seed, Shard(), num_workers
+            )
+        return self._whole
+
+
+def replace_shard(loader: DeviceLoader, shard: Shard) -> DeviceLoader:
+    """A DeviceLoader sharing `loader`'s tensors, reading another shard."""
+    other = copy.copy(loader)
+    other.shard = shard
+    return other
+
 
 def make_loader(
     split: Split,
@@ -98,14 +177,15 @@ def make_loader(
     kind: str = "auto",
     shuffle: bool = False,
     drop_last: bool = False,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    shard: Shard = Shard(),
     num_workers: int = 2,
 ) -> DeviceLoader | HostLoader:
     """A DeviceLoader for in-memory splits (unless `kind="dataloader"`), else a HostLoader."""
     on_device = isinstance(split, TensorSplit) and kind in ("auto", "device")
     if on_device:
-        return DeviceLoader(split, batch_size, device, shuffle, drop_last, generator)
-    return HostLoader(split, batch_size, device, shuffle, drop_last, generator, num_workers)
+        return DeviceLoader(split, batch_size, device, shuffle, drop_last, seed, shard)
+    return HostLoader(split, batch_size, device, shuffle, drop_last, seed, shard, num_workers)
 
 
 class BatchPreprocessor:

@@ -11,6 +11,20 @@ from runner.training.step import OptimizerStep
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 MakeOptimizer = Callable[..., torch.optim.Optimizer]
+Wrap = Callable[[nn.Module], nn.Module]  # a module -> the same in DistributedDataParallel
+
+
+class LossFunction(nn.Module):
+    """`forward(*inputs)` = `fn(*inputs)`, over the parameters of `networks`: what DDP wraps so
+    that a family's losses, not one of its networks, is the synchronised forward pass."""
+
+    def __init__(self, fn: Callable[..., dict | torch.Tensor | tuple], *networks: nn.Module):
+        super().__init__()
+        self.networks = nn.ModuleList(networks)
+        self.fn = fn
+
+    def forward(self, *inputs):
+        return self.fn(*inputs)
 
 
 class RunnerModel(nn.Module):
@@ -19,10 +33,30 @@ class RunnerModel(nn.Module):
     The loop owns epochs, devices, precision, checkpoints and logging. A family owns the rest:
     `compute_losses` returns a dict of scalar tensors whose "loss" is minimised; families with
     several optimisers (the GAN) override `configure_optimizers` and `training_step`.
+
+    Data-parallel training: `distribute(wrap)` wraps what `training_step` runs in PyTorch's
+    DistributedDataParallel. The wrappers live outside the module tree (`self.parallel`), so
+    `state_dict()` has the same keys with and without DDP.
     """
 
     # The dataset's class names, set by the runner after the data is loaded (for logs and images).
     class_names: list[str] | None = None
+    # DDP wrappers by name, set by `distribute`; empty in a single process.
+    parallel: dict[str, nn.Module] = {}
+
+    def distribute(self, wrap: Wrap) -> None:
+        """Wrap the training forward for DDP. One wrapper around `compute_losses` covers every
+        trainable parameter, also one held outside submodules (a VAE's `log_sigma`). Families
+        whose trainable set changes (unfreezing) call this again."""
+        self._wrap = wrap
+        self.parallel = {"losses": wrap(LossFunction(self.compute_losses, self))}
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`compute_losses`, through the DDP wrapper when training data-parallel."""
+        wrapped = self.parallel.get("losses")
+        if wrapped is not None and self.training:
+            return wrapped(x, y)
+        return self.compute_losses(x, y)
 
     def configure_optimizers(
         self, make_optimizer: MakeOptimizer
@@ -37,7 +71,7 @@ class RunnerModel(nn.Module):
         self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer], step: OptimizerStep
     ) -> dict[str, torch.Tensor]:
         with step.autocast():
-            losses = self.compute_losses(*batch)
+            losses = self.losses(*batch)
         step(losses["loss"], optimizers["model"])
         return losses
 
@@ -67,6 +101,10 @@ class RunnerModel(nn.Module):
 
     def on_train_epoch_start(self, epoch: int) -> None:
         """Hook for schedules owned by the model (KL warm-up, unfreezing)."""
+
+    def on_train_epoch_end(self, metrics: dict[str, float]) -> None:
+        """After each epoch, with its `train/*` and `val/*` means (the same on every rank): the
+        place for a family's own stop rules (the GAN's collapse), so all ranks stop together."""
 
 
 def parameters_of(modules: Iterable[nn.Module]) -> list[nn.Parameter]:

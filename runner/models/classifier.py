@@ -33,8 +33,9 @@ class Classifier(RunnerModel):
 
         from runner.models.pictures import confusion_matrix_image, labelled_grid
 
-        per_class = MulticlassAccuracy(self.num_classes, average=None)
-        confusion = MulticlassConfusionMatrix(self.num_classes)
+        # Whole-set metrics run once on rank 0 under DDP: nothing to gather from other ranks.
+        per_class = MulticlassAccuracy(self.num_classes, average=None, sync_on_compute=False)
+        confusion = MulticlassConfusionMatrix(self.num_classes, sync_on_compute=False)
         wrong_images, wrong_true, wrong_pred = [], [], []
         for batch in loader:
             x, y = preprocess(batch, train=False)

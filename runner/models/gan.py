@@ -15,7 +15,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
 from runner.errors import TrainingDiverged
-from runner.models.base import RunnerModel
+from runner.models.base import LossFunction, RunnerModel, Wrap
 from runner.models.blocks import (
     Init,
     Upsample,
@@ -141,12 +141,21 @@ class GAN(RunnerModel):
         )
         # Epochs in a row with the discriminator loss pinned at ~0 (kept in checkpoints).
         self.register_buffer("pinned_epochs", torch.zeros((), dtype=torch.long))
-        self._d_loss_sum, self._d_loss_count = 0.0, 0
+
+    def distribute(self, wrap: Wrap) -> None:
+        """Two DDP wrappers: the generator, and the discriminator's loss (two D passes and the
+        gradient penalty in one synchronised forward). The generator's loss goes through the
+        bare discriminator, so its backward all-reduces only the generator's gradients."""
+        self.parallel = {
+            "generator": wrap(self.generator),
+            "d_loss": wrap(LossFunction(self.d_loss, self.discriminator)),
+        }
 
     # -- generation ---------------------------------------------------------------------------
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (what D sees), from the generator being trained."""
-        return self.generator(z)
+        generator = self.parallel.get("generator") if self.training else None
+        return (generator or self.generator)(z)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
@@ -215,15 +224,13 @@ class GAN(RunnerModel):
             with step.autocast(), torch.set_grad_enabled(last):
                 fake = self.generate(torch.randn(n, self.latent_dim, device=real.device))
             with step.autocast():
-                d_loss, shown = self.d_loss(real, fake.detach())
+                d_loss, shown = self.parallel.get("d_loss", self.d_loss)(real, fake.detach())
             step(d_loss, optimizers["d"], "d")
         with step.autocast():
             g_loss = self.g_loss(fake)
         step(g_loss, optimizers["g"], "g")
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
-        self._d_loss_sum += d_loss.detach()
-        self._d_loss_count += 1
         return {
             "loss": g_loss.detach(),
             "g_loss": g_loss.detach(),
@@ -240,20 +247,21 @@ class GAN(RunnerModel):
         g_loss = self.g_loss(fake)
         return {"loss": g_loss, "g_loss": g_loss, "d_loss": d_loss.detach(), **shown}
 
-    def on_train_epoch_start(self, epoch: int) -> None:
-        """A discriminator that wins outright (loss ~0) gives the generator no gradient: say so."""
-        if self._d_loss_count and self.loss_type in ("bce", "minimax", "hinge"):
-            mean = float(self._d_loss_sum / self._d_loss_count)
-            self.pinned_epochs += 1 if mean < 1e-3 else -self.pinned_epochs
-            if int(self.pinned_epochs) >= self.collapse_patience:
-                raise TrainingDiverged(
-                    f"The discriminator loss has been ~0 ({mean:.2e}) for "
-                    f"{int(self.pinned_epochs)} epochs: it rejects every generated image and "
-                    "the generator learns nothing. "
-                    "Lower the discriminator's learning rate, set model.label_smoothing=0.1, or "
-                    "use model.loss=hinge or wgan_gp."
-                )
-        self._d_loss_sum, self._d_loss_count = 0.0, 0
+    def on_train_epoch_end(self, metrics: dict[str, float]) -> None:
+        """A discriminator that wins outright (loss ~0) gives the generator no gradient: say so.
+        Decided on the epoch's mean over all ranks, so every rank stops together."""
+        if self.loss_type not in ("bce", "minimax", "hinge") or "train/d_loss" not in metrics:
+            return
+        mean = metrics["train/d_loss"]
+        self.pinned_epochs += 1 if mean < 1e-3 else -self.pinned_epochs
+        if int(self.pinned_epochs) >= self.collapse_patience:
+            raise TrainingDiverged(
+                f"The discriminator loss has been ~0 ({mean:.2e}) for "
+                f"{int(self.pinned_epochs)} epochs: it rejects every generated image and "
+                "the generator learns nothing. "
+                "Lower the discriminator's learning rate, set model.label_smoothing=0.1, or "
+                "use model.loss=hinge or wgan_gp."
+            )
 
     @torch.no_grad()
     def on_validation_end(self, loader, preprocess) -> dict[str, float]:

@@ -79,9 +79,12 @@ class TransferClassifier(Classifier):
     # -- freezing ---------------------------------------------------------------------------
     def set_backbone_frozen(self, frozen: bool) -> None:
         self.backbone_frozen = frozen
+        unused = {id(p) for p in getattr(self.backbone, "unused", [])}
         for p in self.backbone.parameters():
-            p.requires_grad_(not frozen)
+            p.requires_grad_(not frozen and id(p) not in unused)
         self.train(self.training)
+        if self.parallel:  # DDP fixes its parameter set when it wraps: wrap again
+            self.distribute(self._wrap)
 
     def train(self, mode: bool = True) -> TransferClassifier:
         """A frozen backbone stays in eval mode: its batch-norm statistics must not drift."""
@@ -262,9 +265,14 @@ def _run_backbone(path: Path) -> tuple[nn.Module, InputAdapter, int]:
         ) from None
     extractor = _FeatureExtractor(source)
     shape = tuple(int(s) for s in config["dataset"]["shape"])
-    with torch.no_grad():
-        extractor.eval()
-        features = extractor(torch.zeros(2, *shape)).shape[1]
+    extractor.eval()
+    probe = extractor(torch.zeros(2, *shape))
+    features = probe.shape[1]
+    # The parts of the run the features never reach (a cnn's head, an autoencoder's decoder)
+    # stay frozen: they cannot learn, and DDP needs a gradient for every trainable parameter.
+    probe.sum().backward()
+    extractor.unused = [p for p in extractor.parameters() if p.grad is None]
+    extractor.zero_grad(set_to_none=True)
     log.info(
         "Backbone: %s from %s (%d features, inputs adapted to %s).",
         model_cfg["_target_"],

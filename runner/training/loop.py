@@ -2,6 +2,11 @@
 
 Nothing here knows which model family it trains: a family's `training_step` does its own
 optimisation through the `OptimizerStep` it is handed.
+
+Under data-parallel training every rank runs this loop on its shard. Metrics are sums and counts
+all-reduced over the ranks, so every decision (best checkpoint, early stopping, schedulers, NaN
+stops, pruning) is taken on numbers all ranks share; whole-set extras run once on rank 0 and are
+broadcast. Only rank 0 writes (its `logger` and `checkpoint_dir` are set, the others' are None).
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from runner import distributed
 from runner.data.loader import BatchPreprocessor
 from runner.errors import RunnerError, TrainingDiverged
 from runner.models.base import RunnerModel
@@ -48,10 +55,12 @@ class FitResult:
     epochs_trained: int
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float = 0.0  # training passes only (no validation), this session
 
 
 class MetricMeans:
-    """Batch-size-weighted means of metric tensors, kept on the device until `compute`."""
+    """Batch-size-weighted means of metric tensors, kept on the device until `compute`, where
+    the sums and counts of every rank are added up: all ranks get the whole split's means."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
@@ -64,7 +73,14 @@ class MetricMeans:
         self.count += n
 
     def compute(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}/{k}": (v / max(self.count, 1)).item() for k, v in self.sums.items()}
+        names = sorted(self.sums)  # the same order on every rank
+        if not names:
+            return {}
+        totals = torch.stack([self.sums[k].reshape(()) for k in names])
+        totals = torch.cat([totals, totals.new_tensor([self.count])])
+        totals = distributed.all_reduce_sum(totals).tolist()
+        count = max(totals[-1], 1)
+        return {f"{prefix}/{k}": v / count for k, v in zip(names, totals[:-1])}
 
 
 class Trainer:
@@ -103,8 +119,11 @@ class Trainer:
         self.image_every_n_epochs = image_every_n_epochs
         self.num_images = num_images
         self.callbacks = callbacks or []
+        self.is_main = distributed.rank() == 0
+        self.world_size = distributed.world_size()
         self.epoch = 0
         self.global_step = 0
+        self.train_time_s = 0.0
         self.best_epoch = -1
         self.best_metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -120,12 +139,13 @@ class Trainer:
         resume: dict | None = None,
     ) -> FitResult:
         if resume is not None:
-            self._restore(resume, model, optimizers, schedules, train_loader)
+            self._restore(resume, model, optimizers, schedules)
         image_batch = self._image_batch(val_loader)
         stopped_early = self.early_stopping is not None and self.early_stopping.should_stop
         while self.epoch < self.max_epochs and not stopped_early:
             started = time.perf_counter()
             train_metrics = self._train_epoch(model, train_loader, optimizers, schedules)
+            self.train_time_s += time.perf_counter() - started
             val_metrics = self.evaluate(model, val_loader, "val")
             metrics = {**train_metrics, **val_metrics, **self._learning_rates(optimizers)}
             self._check_monitor(metrics)
@@ -141,7 +161,7 @@ class Trainer:
             self.history.append({"epoch": self.epoch, **metrics})
             self._log_epoch(model, metrics, image_batch)
             self.epoch += 1
-            self._save(model, optimizers, schedules, train_loader, best=improved)
+            self._save(model, optimizers, schedules, best=improved)
             log.info(
                 "epoch %d/%d  %s  (%.1f s)",
                 self.epoch,
@@ -149,8 +169,9 @@ class Trainer:
                 "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/lr" not in k),
                 time.perf_counter() - started,
             )
-            for callback in self.callbacks:
-                callback(self.epoch, metrics)
+            model.on_train_epoch_end(metrics)
+            for callback in self.callbacks:  # e.g. pruning: decided once, obeyed by every rank
+                distributed.run_on_main(partial(callback, self.epoch, metrics))
         if stopped_early:
             log.info(
                 "Early stopping: %s did not improve for %d epochs.",
@@ -158,12 +179,19 @@ class Trainer:
                 self.early_stopping.wait,
             )
         return FitResult(
-            self.best_metrics, self.best_epoch, self.epoch, stopped_early, self.history
+            self.best_metrics,
+            self.best_epoch,
+            self.epoch,
+            stopped_early,
+            self.history,
+            self.train_time_s,
         )
 
     def _train_epoch(self, model, loader, optimizers, schedules) -> dict[str, float]:
         model.train()
         model.on_train_epoch_start(self.epoch)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(self.epoch)  # the epoch's seeded order (and this rank's shard)
         means = MetricMeans()
         total = (
             len(loader)
@@ -176,7 +204,7 @@ class Trainer:
             desc=f"epoch {self.epoch + 1}/{self.max_epochs}",
             leave=False,
             dynamic_ncols=True,
-            disable=not self.progress_bar,
+            disable=not (self.progress_bar and self.is_main),
         )
         for i, batch in enumerate(bar):
             if i >= total:
@@ -189,10 +217,15 @@ class Trainer:
                 if schedule.interval == "step":
                     schedule.scheduler.step()
             if self.global_step % self.log_every_n_steps == 0:
-                loss = losses["loss"].item()
+                # The mean over ranks: a NaN on any rank stops all of them at this same step.
+                loss = distributed.all_reduce_sum(losses["loss"].detach().float().clone())
+                loss = loss.item() / self.world_size
                 self._check_finite("train/loss", loss)
                 bar.set_postfix(loss=f"{loss:.4g}")
         bar.close()
+        # DDP hands rank 0's batch-norm statistics to the others at each forward; take them now,
+        # so validation, checkpoints and the next epoch agree on every rank.
+        distributed.broadcast_buffers(model)
         metrics = means.compute("train")
         for name, value in metrics.items():
             self._check_finite(name, value)
@@ -200,19 +233,41 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: RunnerModel, loader, split: str) -> dict[str, float]:
-        """Mean metrics over a loader, prefixed `split/`; `test` uses the family's test_step."""
+        """Mean metrics over a loader (every rank's shard), prefixed `split/`; `test` uses the
+        family's test_step. The family's whole-set validation extras (the GAN's FD) run on rank 0
+        over the whole split."""
         model.eval()
         means = MetricMeans()
         run = model.test_step if split == "test" else model.validation_step
         for batch in tqdm(
-            loader, desc=split, leave=False, dynamic_ncols=True, disable=not self.progress_bar
+            loader,
+            desc=split,
+            leave=False,
+            dynamic_ncols=True,
+            disable=not (self.progress_bar and self.is_main),
         ):
             x, y = self.preprocess(batch, train=False)
             with self.step.autocast():
                 means.add(run((x, y)), len(x))
         metrics = means.compute(split)
         if split == "val":
-            metrics.update(model.on_validation_end(loader, self.preprocess))
+            metrics.update(
+                distributed.run_on_main(
+                    lambda: model.on_validation_end(_whole(loader), self.preprocess)
+                )
+            )
+        return metrics
+
+    @torch.no_grad()
+    def test(self, model: RunnerModel, loader) -> dict[str, float]:
+        """`test/*` means, then the family's whole-test-set metrics and pictures (rank 0)."""
+        metrics = self.evaluate(model, loader, "test")
+        model.eval()
+        metrics.update(
+            distributed.run_on_main(
+                lambda: model.on_test_end(_whole(loader), self.preprocess, self.logger)
+            )
+        )
         return metrics
 
     # -----------------------------------------------------------------------------------------
@@ -257,7 +312,7 @@ class Trainer:
     def _image_batch(self, loader) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.logger is None or not self.log_images:
             return None
-        x, y = self.preprocess(next(iter(loader)), train=False)
+        x, y = self.preprocess(next(iter(_whole(loader))), train=False)
         return x[: self.num_images], y[: self.num_images]
 
     def _log_epoch(self, model: RunnerModel, metrics: dict[str, float], image_batch) -> None:
@@ -276,8 +331,9 @@ class Trainer:
         self.logger.flush()
 
     # -----------------------------------------------------------------------------------------
-    def state_dict(self, model, optimizers, schedules, train_loader) -> dict:
-        generator = getattr(train_loader, "generator", None)
+    def state_dict(self, model, optimizers, schedules, rng_by_rank: list[dict]) -> dict:
+        """Everything to continue exactly: `rng` is rank 0's random streams, `rng_by_rank` every
+        rank's (the loaders' order follows from the seed and the epoch)."""
         return {
             "model": model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -290,20 +346,21 @@ class Trainer:
             "best_metrics": self.best_metrics,
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
             "history": self.history,
-            "rng": rng_state(),
-            "loader_rng": generator.get_state() if generator is not None else None,
+            "rng": rng_by_rank[0],
+            "rng_by_rank": rng_by_rank,
             "config": self.config,
         }
 
-    def _save(self, model, optimizers, schedules, train_loader, best: bool) -> None:
+    def _save(self, model, optimizers, schedules, best: bool) -> None:
+        rng_by_rank = distributed.gather_objects(rng_state())  # every rank takes part
         if self.checkpoint_dir is None:
             return
-        state = self.state_dict(model, optimizers, schedules, train_loader)
+        state = self.state_dict(model, optimizers, schedules, rng_by_rank)
         if best:
             save_checkpoint(state, self.checkpoint_dir / "best.pt")
         save_checkpoint(state, self.checkpoint_dir / "last.pt")
 
-    def _restore(self, state, model, optimizers, schedules, train_loader) -> None:
+    def _restore(self, state, model, optimizers, schedules) -> None:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
@@ -325,8 +382,28 @@ class Trainer:
         if self.early_stopping is not None and state["early_stopping"] is not None:
             self.early_stopping.load_state_dict(state["early_stopping"])
         self.history = list(state["history"])
-        set_rng_state(state["rng"])
-        generator = getattr(train_loader, "generator", None)
-        if generator is not None and state["loader_rng"] is not None:
-            generator.set_state(state["loader_rng"])
+        self._restore_rng(state)
         log.info("Resumed after epoch %d (step %d).", self.epoch, self.global_step)
+
+    def _restore_rng(self, state: dict) -> None:
+        """Each rank continues its own random streams. A run resumed on another number of
+        processes cannot: every rank then seeds from a number drawn from rank 0's saved stream,
+        plus its rank."""
+        saved = state.get("rng_by_rank") or [state["rng"]]
+        if len(saved) == self.world_size:
+            set_rng_state(saved[distributed.rank()])
+            return
+        log.warning(
+            "The checkpoint was written by %d process(es), this run has %d: random streams "
+            "(dropout, noise, augmentation) restart from the seed, so the continuation is not "
+            "bit-identical to an uninterrupted run.",
+            len(saved),
+            self.world_size,
+        )
+        set_rng_state(saved[0])  # then a seed drawn from it, the same on all ranks, + rank
+        torch.manual_seed(int(torch.randint(2**62, ())) + distributed.rank())
+
+
+def _whole(loader):
+    """The loader over the whole split, for work done once on rank 0 (itself when unsharded)."""
+    return loader.whole() if hasattr(loader, "whole") else loader

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import torch
 
@@ -19,12 +18,10 @@ class OptimizerStep:
         device: torch.device,
         precision: str = "32",
         grad_clip: float | None = None,
-        grad_sync: Callable[[torch.optim.Optimizer], None] | None = None,
     ):
         self.device_type = device.type
         self.precision = precision
         self.grad_clip = grad_clip
-        self.grad_sync = grad_sync  # data-parallel training averages gradients across ranks here
         self.dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
         self.scalers: dict[str, torch.amp.GradScaler] = {}
 
@@ -45,9 +42,7 @@ class OptimizerStep:
     ) -> None:
         scaler = self._scaler(name)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if self.grad_sync is not None:
-            self.grad_sync(optimizer)
+        scaler.scale(loss).backward()  # under DDP, gradients are averaged over ranks here
         if self.grad_clip:
             scaler.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"]]
