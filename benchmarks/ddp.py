@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from data_root import require_root
+
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -121,12 +123,7 @@ def main() -> None:
     if args.worker is not None:
         mode, *rest = args.worker
         return worker(mode, rest)
-    if not (Path(args.root) / "MNIST" / "raw").is_dir():
-        sys.exit(
-            f"--root {args.root} has no MNIST/raw/ folder: put train-images-idx3-ubyte.gz, "
-            "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
-            "in <root>/MNIST/raw/."
-        )
+    require_root(args.root, "MNIST")
     configs = [(1, "plain")]
     for n in args.processes:  # n = 1: one DDP rank (over nccl on CUDA), a check of the path
         configs += [(n, "ddp")] + ([(n, "ddp-no-comm")] if n > 1 else [])

@@ -5,8 +5,8 @@ deep_ae_mnist, vae_mnist, gan_mnist). The CNN comes first: its run folder is the
 which the VAE's and the GAN's samples are scored (Fréchet distance, class coverage, confidence).
 Prints one table: model, epochs, wall time, metrics, target, pass/fail.
 
-    python benchmarks/quality.py --root ../shared/data
-    python benchmarks/quality.py --root ../shared/data --out runs --models gan --reuse  # one more
+    python benchmarks/quality.py --root /path/to/data
+    python benchmarks/quality.py --root /path/to/data --out runs --models gan --reuse  # one more
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+
+from data_root import require_root
 
 from runner.config import compose_run_config
 from runner.train import run
@@ -83,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--root", default="../shared/data", help="folder holding MNIST/")
+    parser.add_argument("--root", required=True, help="folder holding MNIST/raw/*.gz")
     parser.add_argument("--out", default=None, help="run folders (default: a temporary folder)")
     parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--classifier", default=None, help="reuse a finished cnn run folder")
@@ -101,6 +103,7 @@ def main() -> None:
     )
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run (key=value)")
     args = parser.parse_args()
+    require_root(args.root, "MNIST")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out or tempfile.mkdtemp(prefix="quality-"))
     common = [

@@ -4,7 +4,7 @@ Both paths train the same `deep_ae` (same init, optimiser and batch size) for th
 steps on MNIST-shaped data; the script prints samples/s for each and the ratio.
 
     python benchmarks/throughput.py                         # synthetic MNIST-shaped data
-    python benchmarks/throughput.py --root ../shared/data   # real MNIST files
+    python benchmarks/throughput.py --root /path/to/data    # real MNIST files
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 import torchvision.transforms as T
+from data_root import require_root
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -86,6 +87,8 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    if args.root is not None:
+        require_root(args.root, "MNIST")
 
     device = select_device(args.device)
     precision = resolve_precision("auto", device)

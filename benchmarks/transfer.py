@@ -6,7 +6,7 @@ Pretrains `cnn` on MNIST (experiment=transfer_mnist_pretrain), then trains on Fa
 new head) and fine-tuning (transfer_fashion_finetune: all layers, backbone at a tenth of the lr).
 Prints test accuracy and wall time of each, and whether fine-tuning beats training from scratch.
 
-    python benchmarks/transfer.py --root ../shared/data
+    python benchmarks/transfer.py --root /path/to/data
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import tempfile
 import time
 from pathlib import Path
+
+from data_root import require_root
 
 from runner.config import compose_run_config
 from runner.train import run
@@ -34,7 +36,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--root", default="../shared/data", help="folder holding MNIST/ and FashionMNIST/"
+        "--root", required=True, help="folder holding MNIST/raw/ and FashionMNIST/raw/"
     )
     parser.add_argument("--pretrain-epochs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=15)
@@ -49,6 +51,7 @@ def main() -> None:
         "--out", default=None, help="where the runs go (default: a temporary folder)"
     )
     args = parser.parse_args()
+    require_root(args.root, "MNIST", "FashionMNIST")
     out = Path(args.out or tempfile.mkdtemp(prefix="transfer-bench-"))
     root = str(Path(args.root).resolve())
     seed = f"trainer.seed={args.seed}"

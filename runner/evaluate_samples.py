@@ -54,7 +54,7 @@ def evaluate_samples(
     return generative_test_metrics(model.sample, test_loader, preprocess, classifier, samples, dev)
 
 
-def main(argv: list[str] | None = None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", required=True, help="folder of a finished vae or gan run")
     parser.add_argument("--classifier", required=True, help="folder of a cnn run on the same data")
@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--data-root", default=None, help="dataset root, if it has moved")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argument_parser().parse_args(argv)
     try:
         scores = evaluate_samples(
             args.run_dir,

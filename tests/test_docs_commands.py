@@ -1,0 +1,103 @@
+"""Every command the README and docs/ show composes: a renamed key or preset breaks the build,
+not the reader. Commands are composed and validated in-process, without training; a sweep is
+composed at its first value, and paths that need files stand as they are (composition does not
+open them). A transcript (`$ command`, then `error: ...`) must fail with the message shown."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from runner import evaluate_samples
+from runner.config import compose_run_config, explain_hydra_error, validate
+from runner.errors import RunnerError
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
+INLINE = re.compile(r"`((?:python -m runner\.|runner-train|torchrun )[^`]+)`")
+# Flags of Hydra's own command line that take no part in composing.
+HYDRA_FLAGS = {"-m", "--multirun", "--help", "--hydra-help", "--info"}
+HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p"}
+
+
+def doc_lines(text: str) -> list[str]:
+    """Lines of the code blocks (continuations joined), then the inline commands."""
+    blocks = CODE_BLOCK.findall(text)
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").split("\n")]
+    return lines + INLINE.findall(text)
+
+
+def documented_commands() -> list[tuple[str, list[str], str | None]]:
+    """(where, tokens from the module name on, the error a transcript shows) for every runner
+    command in the docs."""
+    found = []
+    for doc in DOCS:
+        lines = doc_lines(doc.read_text())
+        for n, line in enumerate(lines):
+            following = lines[n + 1] if n + 1 < len(lines) else ""
+            error = following.removeprefix("error: ") if line.startswith("$ ") else None
+            tokens = shlex.split(os.path.expandvars(line.removeprefix("$ ")), comments=True)
+            for i, token in enumerate(tokens):
+                module = token if token == "runner-train" else None
+                if token == "-m" and i + 1 < len(tokens) and tokens[i + 1].startswith("runner."):
+                    module, i = tokens[i + 1], i + 1
+                if module:
+                    where = f"{doc.relative_to(ROOT)}: {line.strip()[:90]}"
+                    found.append((where, [module, *tokens[i + 1 :]], error))
+                    break
+    return found
+
+
+COMMANDS = documented_commands()
+
+
+def first_values(overrides: list[str]) -> list[str]:
+    """Sweeps (`a=1,2`, `choice(...)`, `range(...)`, `interval(...)`) at their first value."""
+    out = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if not override.is_sweep_override():
+            out.append(override.input_line)
+        elif hasattr(override.value(), "start") and not hasattr(override.value(), "step"):
+            out.append(f"{override.get_key_element()}={override.value().start}")  # interval
+        else:
+            first = next(iter(override.sweep_string_iterator()))
+            out.append(f"{override.get_key_element()}={first}")
+    return out
+
+
+def test_the_docs_show_commands_of_every_kind():
+    modules = {tokens[0] for _, tokens, _ in COMMANDS}
+    assert {"runner.train", "runner-train", "runner.evaluate_samples"} <= modules
+    assert sum(error is not None for _, _, error in COMMANDS) >= 3  # the bad-input transcripts
+    assert len(COMMANDS) > 30
+
+
+@pytest.mark.parametrize(("where", "tokens", "error"), COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_documented_command_composes(where, tokens, error, tmp_path):
+    module, *args = tokens
+    if module == "runner.evaluate_samples":  # argparse exits 2 on an unknown or missing option
+        evaluate_samples.argument_parser().parse_args(args)
+        return
+    overrides, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+        elif arg not in HYDRA_FLAGS and arg != "..." and not arg.startswith("<"):
+            overrides.append(arg)
+    if error is None:
+        validate(compose_run_config(tmp_path, first_values(overrides)))
+        return
+    shown = error.split("...")[0].strip()  # the docs may shorten a long list with "..."
+    with pytest.raises(Exception) as raised:
+        validate(compose_run_config(tmp_path, overrides))
+    exc = raised.value
+    message = str(exc) if isinstance(exc, RunnerError) else explain_hydra_error(exc, overrides)
+    assert message.startswith(shown), f"{where}: the docs show {shown!r}; the runner: {message!r}"
