@@ -68,7 +68,8 @@ def measure(args: argparse.Namespace, processes: int, mode: str, out: Path) -> d
     else:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         worker = [__file__, "--root", args.root, "--worker", mode]
-        cmd = [*launcher, f"--nproc_per_node={processes}", *worker, *overrides(args, out)]
+        ddp = [*overrides(args, out), "trainer.strategy=ddp"]  # also for one rank (nccl check)
+        cmd = [*launcher, f"--nproc_per_node={processes}", *worker, *ddp]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")

@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from runner.build import build_data, build_loaders, build_model
+from runner.build import build_data, build_loaders
 from runner.data.loader import BatchPreprocessor
 from runner.errors import RunnerError
 from runner.metrics.sample_quality import generative_test_metrics
-from runner.training.checkpoint import load_checkpoint
+from runner.runs import load_run
 from runner.training.device import select_device
 
 
@@ -34,20 +33,17 @@ def evaluate_samples(
     device: str = "auto",
 ) -> dict[str, float]:
     """Sample-quality metrics of the generative model saved in `run_dir`."""
-    run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
-    cfg = OmegaConf.create(state["config"])
+    run = load_run(run_dir, checkpoint)
+    cfg = run.config
     if data_root is not None:
         cfg.dataset.root = data_root
     cfg.trainer.loader = "auto"
     dev = select_device(device)
-    model = build_model(cfg).to(dev)
+    model = run.model.to(dev)
     if not hasattr(model, "sample"):
         raise RunnerError(
             f"{run_dir} holds a {cfg.model._target_}, which cannot sample: pass a vae or gan run."
         )
-    model.load_state_dict(state["model"])
-    model.eval()
     data = build_data(cfg)
     _, _, test_loader = build_loaders(cfg, data, dev, cfg.trainer.seed)
     preprocess = BatchPreprocessor()

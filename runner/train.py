@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -217,10 +218,15 @@ def report(out: Path, metrics: dict[str, float]) -> None:
 
 def main() -> None:
     """Console entry point: user mistakes become one clear paragraph and exit code 2."""
+    handle_user_errors(train)
+
+
+def handle_user_errors(app: Callable[[], object]) -> None:
+    """Run a Hydra app; a user's mistake becomes one paragraph on stderr and exit code 2."""
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us instead of exiting 1
     try:
-        train()
+        app()
     except (RunnerError, HydraException, OmegaConfBaseException) as exc:
         if previous == "1":  # the user asked for the full traceback
             raise

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from runner import eval as eval_app
 from runner import evaluate_samples
 from runner.config import compose_run_config, explain_hydra_error, validate
 from runner.errors import RunnerError
@@ -84,6 +85,11 @@ def test_documented_command_composes(where, tokens, error, tmp_path):
     if module == "runner.evaluate_samples":  # argparse exits 2 on an unknown or missing option
         evaluate_samples.argument_parser().parse_args(args)
         return
+    if module == "runner.eval":  # its own options first; the rest are overrides of a run's config
+        for key, choices in eval_app.OPTIONS.items():
+            values = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+            assert all(v in choices for v in values), f"{where}: {key} takes {choices}"
+        args = [a for a in args if a.split("=")[0] not in eval_app.OPTIONS]
     overrides, skip = [], False
     for arg in args:
         if skip:

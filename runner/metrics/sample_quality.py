@@ -14,13 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 
 from runner.errors import RunnerError
 from runner.metrics.frechet import frechet_distance
-from runner.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +27,16 @@ MIN_CLASS_SHARE = 0.2
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """The classifier of a finished run: its folder (checkpoints/best.pt is used) or a file."""
-    path = Path(path)
-    best = path / "checkpoints" / "best.pt"
-    state = load_checkpoint(best if best.exists() else path)
-    model_cfg = OmegaConf.create(state["config"]["model"])
-    model = instantiate(model_cfg)
-    if not hasattr(model, "features") or not hasattr(model, "head"):
+    from runner.runs import load_run
+
+    run = load_run(path, "best")
+    if not hasattr(run.model, "features") or not hasattr(run.model, "head"):
         raise RunnerError(
-            f"{path} holds a {model_cfg._target_}, not a classifier with features(x): train one "
-            "with `python -m runner.train model=cnn dataset=<the same dataset>` and pass its run "
-            "folder."
+            f"{path} holds a {run.config.model._target_}, not a classifier with features(x): "
+            "train one with `python -m runner.train model=cnn dataset=<the same dataset>` and "
+            "pass its run folder."
         )
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    return run.model.to(device)
 
 
 @torch.no_grad()

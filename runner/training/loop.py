@@ -346,6 +346,7 @@ class Trainer:
             "best_metrics": self.best_metrics,
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
             "history": self.history,
+            "class_names": getattr(model, "class_names", None),
             "rng": rng_by_rank[0],
             "rng_by_rank": rng_by_rank,
             "config": self.config,

@@ -1,0 +1,165 @@
+"""`python -m runner.eval ckpt_path=RUN [checkpoint=best|last] [dataset.split=test|val|train] ...`
+
+Test a finished run again, on its own data or any dataset of the same shape: the run's saved
+config is the starting point, the overrides on the command line replace what they name (a group
+such as `dataset=fashion_mnist` as a whole, a key such as `dataset.root=...` alone), and the
+metrics, pictures and TensorBoard events of the chosen split go into a new run folder. The training
+run is never modified. Returns `<split>/<name of optimized_metric>`, so `-m` compares runs or
+datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from runner import train as train_app
+from runner.build import build_data, build_loaders
+from runner.config import CONF_DIR, validate
+from runner.data.loader import BatchPreprocessor, make_loader
+from runner.errors import RunnerError
+from runner.runs import checkpoint_file, load_run
+from runner.training.device import resolve_precision, seed_everything, select_device
+from runner.training.loop import Trainer
+from runner.training.step import OptimizerStep
+from runner.training.tensorboard import TensorBoardLogger
+
+log = logging.getLogger("runner.eval")
+
+# Options of this entrypoint alone (not keys of a run's config), with their choices.
+OPTIONS = {"checkpoint": ("best", "last"), "dataset.split": ("test", "val", "train")}
+GROUPS = ("model", "dataset", "optimizer", "scheduler", "regularization", "trainer", "logger")
+options: dict[str, str] = {}
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def evaluate(composed: DictConfig) -> float:
+    """Hydra's task function: the run's config with the user's overrides, tested on one split."""
+    split = options.get("dataset.split", "test")
+    run = load_run(_ckpt_path(composed), options.get("checkpoint", "best"))
+    cfg = with_overrides(run.config, composed, HydraConfig.get().overrides.task)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    (out / ".hydra" / "config.yaml").write_text(OMEGACONF_HEADER + OmegaConf.to_yaml(cfg))
+    metrics = evaluate_split(run, cfg, split, out)
+    name = cfg.optimized_metric.split("/", 1)[-1]
+    return metrics.get(f"{split}/{name}", float("nan"))
+
+
+OMEGACONF_HEADER = "# The evaluated run's config with this command's overrides applied.\n"
+
+
+def _ckpt_path(cfg: DictConfig) -> str:
+    if not cfg.get("ckpt_path"):
+        raise RunnerError(
+            "runner.eval needs ckpt_path=<run folder> (or one of its checkpoint files): "
+            "python -m runner.eval ckpt_path=outputs/<date>/<time>"
+        )
+    return cfg.ckpt_path
+
+
+def with_overrides(saved: DictConfig, composed: DictConfig, overrides: list[str]) -> DictConfig:
+    """The saved config, with what the command line names taken from the composed one."""
+    cfg = saved.copy()
+    with open_dict(cfg):
+        for override in overrides:
+            key = override.split("=", 1)[0].lstrip("+~")
+            if key != "ckpt_path":  # a group choice replaces the whole node; a key, its value
+                value = OmegaConf.select(composed, key)
+                OmegaConf.update(cfg, key, value, merge=key not in GROUPS, force_add=True)
+    validate(cfg)
+    return cfg
+
+
+def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, float]:
+    """`<split>/*` metrics, the family's whole-set metrics and pictures; metrics.json and events."""
+    t = cfg.trainer
+    seed_everything(t.seed, t.deterministic)
+    device = select_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    saved_shape = list(run.config.dataset.shape)
+    data = build_data(cfg)
+    if list(data.shape) != saved_shape:
+        raise RunnerError(
+            f"The model of {run.checkpoint} was trained on images of shape {saved_shape}; this "
+            f"dataset's are {list(data.shape)}. Evaluate it on data of its shape (dataset.shape="
+            f"{saved_shape} for an image folder)."
+        )
+    if data.num_classes != run.config.dataset.num_classes and hasattr(run.model, "num_classes"):
+        raise RunnerError(
+            f"The classifier of {run.checkpoint} has {run.config.dataset.num_classes} classes; "
+            f"this dataset has {data.num_classes}."
+        )
+    loaders = dict(zip(("train", "val", "test"), build_loaders(cfg, data, device, t.seed)))
+    model = run.model.to(device)
+    model.class_names = data.class_names
+    logger = TensorBoardLogger(out) if cfg.logger.tensorboard else None
+    trainer = Trainer(
+        max_epochs=0,
+        step=OptimizerStep(device, precision),
+        preprocess=BatchPreprocessor(),
+        monitor=cfg.optimized_metric,
+        logger=logger,
+        progress_bar=t.progress_bar,
+    )
+    started = time.perf_counter()
+    try:
+        loader = loaders[split]
+        if split == "train":  # every training example once, in order
+            eval_batch = t.eval_batch_size or t.batch_size
+            loader = make_loader(
+                data.train, eval_batch, device, t.loader, num_workers=t.num_workers
+            )
+        tested = trainer.test(model, loader)
+        metrics = {f"{split}/{k.split('/', 1)[1]}": v for k, v in tested.items()}
+        if logger is not None:
+            logger.scalars(metrics, 0)
+    finally:
+        if logger is not None:
+            logger.close()
+    summary = {
+        "metrics": metrics,
+        "run": str(run.checkpoint),
+        "epoch": run.state.get("epoch"),
+        "split": split,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "device": str(device),
+        "precision": precision,
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    print(f"Metrics: {shown}\nRun folder: {out}", flush=True)
+    return metrics
+
+
+def main() -> None:
+    """Console entry point: this entrypoint's own options come off the command line first."""
+    rest = []
+    try:
+        for arg in sys.argv[1:]:
+            key, _, value = arg.partition("=")
+            if key in OPTIONS:
+                if value not in OPTIONS[key]:
+                    raise RunnerError(
+                        f"{key}={value!r} is not valid: choose one of {', '.join(OPTIONS[key])}."
+                    )
+                options[key] = value
+            else:
+                rest.append(arg)
+            if key == "ckpt_path" and "," not in value:  # not a run: say so before Hydra starts
+                checkpoint_file(value, options.get("checkpoint", "best"))
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *rest]
+    train_app.handle_user_errors(evaluate)
+
+
+if __name__ == "__main__":
+    main()
