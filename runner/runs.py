@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
-from runner.training.checkpoint import load_checkpoint
+from runner.training.checkpoint import load_checkpoint, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,7 @@ def load_run(path: str | Path, which: Which = "best") -> Run:
         raise RunnerError(
             f"The model of {file} ({config.model._target_}) cannot be rebuilt: {exc}"
         ) from None
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise RunnerError(
-            f"{file} does not fit its own config ({config.model._target_}): "
-            f"{str(exc).splitlines()[0]}"
-        ) from None
+    load_weights(model, state, f"{file} does not fit its own config ({config.model._target_})")
     model.class_names = state.get("class_names")
     log.info("Loaded %s (%s, epoch %s).", file, config.model._target_, state.get("epoch"))
     return Run(model.eval(), config, file, state)

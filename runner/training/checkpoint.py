@@ -34,6 +34,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def load_weights(model: torch.nn.Module, state: dict[str, Any], mismatch: str) -> None:
+    """`model.load_state_dict(state["model"])`; a mismatch raises a RunnerError that starts
+    with `mismatch` and quotes the first line of torch's explanation."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise RunnerError(f"{mismatch}: {str(exc).splitlines()[0]} ...") from None
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load with weights_only=True; unreadable files raise a RunnerError naming the file."""
     p = resolve_checkpoint(path)

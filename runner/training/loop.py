@@ -27,7 +27,7 @@ from runner import distributed
 from runner.data.loader import BatchPreprocessor
 from runner.errors import RunnerError, TrainingDiverged
 from runner.models.base import RunnerModel
-from runner.training.checkpoint import save_checkpoint
+from runner.training.checkpoint import load_weights, save_checkpoint
 from runner.training.device import rng_state, set_rng_state
 from runner.training.early_stopping import EarlyStopping
 from runner.training.step import OptimizerStep
@@ -362,13 +362,11 @@ class Trainer:
         save_checkpoint(state, self.checkpoint_dir / "last.pt")
 
     def _restore(self, state, model, optimizers, schedules) -> None:
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise RunnerError(
-                f"The checkpoint does not fit this model (was it trained with another model or "
-                f"dataset?): {str(exc).splitlines()[0]} ..."
-            ) from None
+        load_weights(
+            model,
+            state,
+            "The checkpoint does not fit this model (trained with another model or dataset?)",
+        )
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, schedule in schedules.items():
