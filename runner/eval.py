@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-from runner import train as train_app
 from runner.build import build_data, build_loaders
-from runner.config import CONF_DIR, validate
+from runner.config import CONF_DIR
 from runner.data.loader import BatchPreprocessor, make_loader
+from runner.entry import Option, prepare, start
 from runner.errors import RunnerError
-from runner.runs import checkpoint_file, load_run
 from runner.training.device import resolve_precision, seed_everything, select_device
 from runner.training.loop import Trainer
 from runner.training.step import OptimizerStep
@@ -33,48 +30,21 @@ from runner.training.tensorboard import TensorBoardLogger
 
 log = logging.getLogger("runner.eval")
 
-# Options of this entrypoint alone (not keys of a run's config), with their choices.
-OPTIONS = {"checkpoint": ("best", "last"), "dataset.split": ("test", "val", "train")}
-GROUPS = ("model", "dataset", "optimizer", "scheduler", "regularization", "trainer", "logger")
-options: dict[str, str] = {}
+OPTIONS = {
+    "checkpoint": Option("best", choices=("best", "last")),
+    "dataset.split": Option("test", choices=("test", "val", "train")),
+}
+options: dict[str, object] = {}  # their values, read by main() before Hydra runs
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def evaluate(composed: DictConfig) -> float:
     """Hydra's task function: the run's config with the user's overrides, tested on one split."""
-    split = options.get("dataset.split", "test")
-    run = load_run(_ckpt_path(composed), options.get("checkpoint", "best"))
-    cfg = with_overrides(run.config, composed, HydraConfig.get().overrides.task)
-    out = Path(HydraConfig.get().runtime.output_dir)
-    (out / ".hydra" / "config.yaml").write_text(OMEGACONF_HEADER + OmegaConf.to_yaml(cfg))
+    split = options["dataset.split"]
+    run, cfg, out = prepare(composed, "eval", options["checkpoint"])
     metrics = evaluate_split(run, cfg, split, out)
     name = cfg.optimized_metric.split("/", 1)[-1]
     return metrics.get(f"{split}/{name}", float("nan"))
-
-
-OMEGACONF_HEADER = "# The evaluated run's config with this command's overrides applied.\n"
-
-
-def _ckpt_path(cfg: DictConfig) -> str:
-    if not cfg.get("ckpt_path"):
-        raise RunnerError(
-            "runner.eval needs ckpt_path=<run folder> (or one of its checkpoint files): "
-            "python -m runner.eval ckpt_path=outputs/<date>/<time>"
-        )
-    return cfg.ckpt_path
-
-
-def with_overrides(saved: DictConfig, composed: DictConfig, overrides: list[str]) -> DictConfig:
-    """The saved config, with what the command line names taken from the composed one."""
-    cfg = saved.copy()
-    with open_dict(cfg):
-        for override in overrides:
-            key = override.split("=", 1)[0].lstrip("+~")
-            if key != "ckpt_path":  # a group choice replaces the whole node; a key, its value
-                value = OmegaConf.select(composed, key)
-                OmegaConf.update(cfg, key, value, merge=key not in GROUPS, force_add=True)
-    validate(cfg)
-    return cfg
 
 
 def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, float]:
@@ -139,26 +109,8 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
 
 
 def main() -> None:
-    """Console entry point: this entrypoint's own options come off the command line first."""
-    rest = []
-    try:
-        for arg in sys.argv[1:]:
-            key, _, value = arg.partition("=")
-            if key in OPTIONS:
-                if value not in OPTIONS[key]:
-                    raise RunnerError(
-                        f"{key}={value!r} is not valid: choose one of {', '.join(OPTIONS[key])}."
-                    )
-                options[key] = value
-            else:
-                rest.append(arg)
-            if key == "ckpt_path" and "," not in value:  # not a run: say so before Hydra starts
-                checkpoint_file(value, options.get("checkpoint", "best"))
-    except RunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.argv = [sys.argv[0], *rest]
-    train_app.handle_user_errors(evaluate)
+    """Console entry point (runner-eval)."""
+    start(evaluate, OPTIONS, options)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from runner import eval as eval_app
-from runner import evaluate_samples
+from runner import evaluate_samples, predict, sample
 from runner.config import compose_run_config, explain_hydra_error, validate
+from runner.entry import read_options
 from runner.errors import RunnerError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ def documented_commands() -> list[tuple[str, list[str], str | None]]:
 
 
 COMMANDS = documented_commands()
+ENTRYPOINTS = {"runner.eval": eval_app, "runner.sample": sample, "runner.predict": predict}
 
 
 def first_values(overrides: list[str]) -> list[str]:
@@ -85,11 +87,9 @@ def test_documented_command_composes(where, tokens, error, tmp_path):
     if module == "runner.evaluate_samples":  # argparse exits 2 on an unknown or missing option
         evaluate_samples.argument_parser().parse_args(args)
         return
-    if module == "runner.eval":  # its own options first; the rest are overrides of a run's config
-        for key, choices in eval_app.OPTIONS.items():
-            values = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
-            assert all(v in choices for v in values), f"{where}: {key} takes {choices}"
-        args = [a for a in args if a.split("=")[0] not in eval_app.OPTIONS]
+    if module in ENTRYPOINTS:  # their own options first; the rest override a run's config
+        own = ENTRYPOINTS[module].OPTIONS
+        _, args = read_options(own, [a for a in args if not a.startswith(("ckpt_path=", "input="))])
     overrides, skip = [], False
     for arg in args:
         if skip:

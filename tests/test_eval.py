@@ -10,8 +10,9 @@ import pytest
 from conftest import write_mnist_like
 from omegaconf import OmegaConf
 
+from runner.entry import with_overrides
 from runner.errors import RunnerError
-from runner.eval import evaluate_split, with_overrides
+from runner.eval import evaluate_split
 from runner.runs import load_run
 from runner.train import run
 

@@ -81,8 +81,20 @@ class Autoencoder(RunnerModel):
         ]
         init_weights(self, init, activation)
 
+    # runner.sample draws codes from a Gaussian fitted to the test images' codes: a plain
+    # autoencoder has no prior of its own.
+    prior = "codes"
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.code_activation(self.encoder(x))
+
+    def encode_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> codes (what runner.sample interpolates between)."""
+        return self.encode(x)
+
+    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes -> images in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z).float())
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)

@@ -162,6 +162,12 @@ class GAN(RunnerModel):
         """Images in [0, 1], from the averaged generator when there is one."""
         return self.draw(torch.randn(n, self.latent_dim, device=self.fixed_noise.device))
 
+    prior = "normal"  # runner.sample draws noise from N(0, I)
+
+    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Noise -> images in [0, 1], from the averaged generator when there is one."""
+        return self.draw(z)
+
     @torch.no_grad()
     def draw(self, z: torch.Tensor) -> torch.Tensor:
         generator = self.generator_ema if self.generator_ema is not None else self.generator

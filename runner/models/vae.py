@@ -141,6 +141,16 @@ class VAE(RunnerModel):
         device = self.fixed_noise.device
         return self.decode(torch.randn(n, self.latent_dim, device=device))
 
+    prior = "normal"  # runner.sample draws codes from N(0, I)
+
+    def encode_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> the posterior means."""
+        return self.encode(x)[0]
+
+    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes -> mean images in [0, 1]."""
+        return self.decode(z)
+
     def log_likelihood(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per image, in nats."""
         if self.likelihood == "bernoulli":
