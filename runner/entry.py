@@ -39,6 +39,14 @@ class Option:
             raise RunnerError(f"{key}={text!r} is not valid: {self.help}.") from None
 
 
+def positive_int(text: str) -> int:
+    """An Option parser: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def read_options(spec: dict[str, Option], argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     """(this entrypoint's option values, the arguments left for Hydra)."""
     values = {key: option.default for key, option in spec.items()}

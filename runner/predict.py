@@ -19,19 +19,12 @@ from omegaconf import DictConfig
 from runner.config import CONF_DIR
 from runner.data.files import read_images
 from runner.data.loader import BatchPreprocessor
-from runner.entry import Option, prepare, start
+from runner.entry import Option, positive_int, prepare, start
 from runner.errors import RunnerError
 from runner.models.classifier import Classifier
 from runner.training.device import select_device
 
 log = logging.getLogger("runner.predict")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
 
 
 def _flag(text: str) -> bool:
@@ -42,7 +35,7 @@ def _flag(text: str) -> bool:
 
 OPTIONS = {
     "input": Option(None, help="a folder of images or one image file"),
-    "top_k": Option(3, _positive, help="an integer >= 1"),
+    "top_k": Option(3, positive_int, help="an integer >= 1"),
     "grid": Option(True, _flag, help="true or false"),
     "checkpoint": Option("best", choices=("best", "last")),
 }

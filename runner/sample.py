@@ -22,24 +22,17 @@ from runner.build import build_data, build_loaders
 from runner.config import CONF_DIR
 from runner.data.files import read_images
 from runner.data.loader import BatchPreprocessor
-from runner.entry import Option, prepare, start
+from runner.entry import Option, positive_int, prepare, start
 from runner.errors import RunnerError
 from runner.training.device import select_device
 
 log = logging.getLogger("runner.sample")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
 OPTIONS = {
-    "n": Option(64, _positive, help="an integer >= 1"),
+    "n": Option(64, positive_int, help="an integer >= 1"),
     "seed": Option(0, int, help="an integer"),
-    "steps": Option(10, lambda t: max(2, _positive(t)), help="an integer >= 2"),
+    "steps": Option(10, lambda t: max(2, positive_int(t)), help="an integer >= 2"),
     "input": Option(None, help="a folder of images or one image file"),
     "checkpoint": Option("best", choices=("best", "last")),
 }
