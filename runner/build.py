@@ -142,7 +142,17 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
         node = OmegaConf.select(cfg, section)
         if isinstance(node, DictConfig):
             _flatten(OmegaConf.to_container(node, resolve=True), section, params)
-    return params
+    return lead_with_overrides(params)
+
+
+def lead_with_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """What this run's command line set comes first (in a sweep: what differs between its
+    trials, which the HParams table then shows in its first columns); the rest keeps its order."""
+    if not HydraConfig.initialized():
+        return params
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    first = [k for k in keys if k in params]
+    return {**{k: params[k] for k in first}, **params}
 
 
 _SKIP = {

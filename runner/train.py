@@ -159,9 +159,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
             (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         if logger is not None:
             logger.scalars(test_metrics, fit.epochs_trained)
+            logger.layout([*fit.history[-1], *test_metrics] if fit.history else test_metrics)
             if cfg.logger.log_hparams:
+                # One column per final metric; per-class values stay in scalars and metrics.json.
                 final = {
-                    k: v for k, v in metrics.items() if k.startswith("test/") or k.endswith("_best")
+                    k: v
+                    for k, v in metrics.items()
+                    if (k.startswith("test/") or k.endswith("_best")) and k.count("/") == 1
                 }
                 logger.hparams(hparams_of(cfg), final, fit.epochs_trained)
     finally:

@@ -16,9 +16,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from hydra_plugins.optuna4_sweeper._core import quoted
+from hydra_plugins.optuna4_sweeper.plots import write_study_plots
 from runner.config import CONF_DIR
 from runner.errors import RunnerError
 from runner.search.report import reproduce_command
@@ -145,6 +148,8 @@ def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path):
     assert "search." not in best["best_command"]
     markdown = (sweep / "trials.md").read_text()
     assert best["best_command"] in markdown and markdown.count("| PRUNED |") == 1
+    assert (sweep / "optimization_history.png").exists()
+    assert "study/optimization_history" in image_tags(sweep / "study")
 
     # The printed command trains the best trial again to the same value.
     args = best["best_command"].split()[3:]
@@ -255,3 +260,31 @@ def test_reproduce_command_quotes_and_drops_study_keys():
         ["model.hidden_dims=[32, 16]", "optimizer.lr=0.01", "search.trial_id=3"]
     )
     assert command == "python -m runner.train 'model.hidden_dims=[32, 16]' optimizer.lr=0.01"
+
+
+def image_tags(log_dir: Path) -> list[str]:
+    acc = EventAccumulator(str(log_dir), size_guidance={"images": 0})
+    acc.Reload()
+    return acc.Tags()["images"]
+
+
+def test_a_finished_study_is_drawn_as_pictures_and_in_tensorboard(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(
+        lambda t: (
+            (t.suggest_float("lr", 1e-4, 1e-1, log=True) - 0.01) ** 2
+            + 0.001 * t.suggest_int("width", 8, 64)
+        ),
+        n_trials=8,
+    )
+    written = write_study_plots(study, tmp_path)
+    assert {p.name for p in written} == {"optimization_history.png", "param_importances.png"}
+    for path in written:
+        with Image.open(path) as image:
+            assert image.size[0] > 200 and image.size[1] > 150
+    assert set(image_tags(tmp_path / "study")) == {
+        "study/optimization_history",
+        "study/param_importances",
+    }
+    assert write_study_plots(optuna.create_study(), tmp_path / "empty") == []

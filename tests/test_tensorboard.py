@@ -1,6 +1,7 @@
 """What a user sees in TensorBoard, read back with TensorBoard's own event reader."""
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from runner.train import run
@@ -55,3 +56,32 @@ def test_no_tensorboard_when_the_logger_is_off(config, tmp_path):
     run(config("logger=none", "trainer.max_epochs=1"))
     assert not list((tmp_path / "run").glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_custom_scalars_pair_train_and_val_and_hparams_lead_with_the_overrides(config, tmp_path):
+    run(config("model=cnn", "model.channels=[8]", "optimizer.lr=0.003", "model.hidden_dim=16"))
+    acc = _events(tmp_path / "run")
+    layouts = [
+        layout_pb2.Layout.FromString(
+            acc.Tensors("custom_scalars__config__")[i].tensor_proto.string_val[0]
+        )
+        for i in range(len(acc.Tensors("custom_scalars__config__")))
+    ]
+    final = layouts[-1]  # written again after the test pass, with the per-class section
+    assert [c.title for c in final.category] == ["metrics: train and val", "per class"]
+    charts = {chart.title: list(chart.multiline.tag) for chart in final.category[0].chart}
+    assert charts["loss"] == ["train/loss", "val/loss", "test/loss"]
+    assert charts["acc"] == ["train/acc", "val/acc", "test/acc"]
+    per_class = final.category[1].chart[0]
+    assert per_class.title == "test/acc_class" and per_class.multiline.tag == ["^test/acc_class/.*"]
+    assert "test/acc_class/3" in acc.Tags()["scalars"]  # the chart's curves exist
+
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    columns = [h.name for h in experiment.experiment.hparam_infos]
+    overridden = ["trainer.device", "trainer.progress_bar", "trainer.max_epochs"]  # conftest's
+    chosen = ["model", "model.channels", "optimizer.lr", "model.hidden_dim"]  # this test's
+    assert columns[:7] == [*overridden, *chosen]
+    assert columns.index("dataset.num_classes") > 7  # unchanged values come after
+    metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert "test/acc" in metric_tags and not any("acc_class" in t for t in metric_tags)

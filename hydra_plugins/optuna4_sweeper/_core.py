@@ -18,6 +18,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from hydra_plugins.optuna4_sweeper.plots import write_study_plots
 from runner.errors import RunnerError
 from runner.search.report import log_unfinished_trial, write_report
 from runner.search.space import grid_of, make_pruner, make_sampler, parse_space, to_override
@@ -190,6 +191,9 @@ class OptunaSweep:
                 f"Reproduce it: {summary['best_command']}",
             ]
         lines.append(f"Trials table: {sweep_dir / 'trials.md'} (and trials.csv)")
+        pictures = write_study_plots(study, sweep_dir)
+        if pictures:
+            lines.append(f"Pictures: {', '.join(p.name for p in pictures)}")
         lines.append(f"TensorBoard: tensorboard --logdir {sweep_dir}")
         print("\n".join(lines), flush=True)
 

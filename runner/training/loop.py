@@ -318,6 +318,8 @@ class Trainer:
     def _log_epoch(self, model: RunnerModel, metrics: dict[str, float], image_batch) -> None:
         if self.logger is None:
             return
+        if not self.history[:-1]:  # the first epoch logged: charts for the metrics it has
+            self.logger.layout(metrics)
         self.logger.scalars(metrics, self.epoch)
         if image_batch is not None and self.epoch % self.image_every_n_epochs == 0:
             model.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ class TensorBoardLogger:
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         for name, value in metrics.items():
             self.writer.add_scalar(name, value, step)
+
+    def layout(self, names: Iterable[str]) -> None:
+        """The Custom Scalars tab: one chart per metric with its train and val curves, then the
+        per-part metrics (per-class accuracy) each on one chart in a section of their own."""
+        self.writer.add_custom_scalars(custom_scalars_layout(names))
 
     def images(self, images: dict[str, torch.Tensor], step: int) -> None:
         for name, image in images.items():
@@ -53,3 +59,28 @@ class TensorBoardLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def custom_scalars_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
+    """{section: {chart: ["Multiline", tags or regexes]}} for metric names `split/name[/part]`:
+    `train/m` beside `val/m` (and `test/m`) on chart `m`; every `split/name/<part>` on one chart."""
+    charts: dict[str, list[str]] = {}
+    parts: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        split, _, rest = name.partition("/")
+        if not rest:
+            continue
+        if "/" in rest:  # test/acc_class/<class>: one curve per part on one chart
+            parts.setdefault(f"{split}/{rest.split('/')[0]}", [])
+        else:
+            charts.setdefault(rest, []).append(name)
+    order = {"train": 0, "val": 1, "test": 2}
+    layout = {
+        "metrics: train and val": {
+            chart: ["Multiline", sorted(tags, key=lambda t: order.get(t.split("/")[0], 3))]
+            for chart, tags in charts.items()
+        }
+    }
+    if parts:
+        layout["per class"] = {chart: ["Multiline", [f"^{chart}/.*"]] for chart in sorted(parts)}
+    return layout
