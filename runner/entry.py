@@ -47,6 +47,9 @@ def positive_int(text: str) -> int:
     return value
 
 
+Check = Callable[[Run, dict[str, Any]], None]  # raises RunnerError when a run cannot serve
+
+
 def read_options(spec: dict[str, Option], argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     """(this entrypoint's option values, the arguments left for Hydra)."""
     values = {key: option.default for key, option in spec.items()}
@@ -57,18 +60,27 @@ def read_options(spec: dict[str, Option], argv: list[str]) -> tuple[dict[str, An
             values[key] = spec[key].read(key, text)
         else:
             rest.append(arg)
-        if key == "ckpt_path" and "," not in text:  # not a run: say so before Hydra starts
-            checkpoint_file(text, values.get("checkpoint", "best"))
     return values, rest
 
 
-def start(app: Callable[[], object], spec: dict[str, Option], values: dict[str, Any]) -> None:
-    """Console entry: fill `values` from the command line, then run the Hydra `app` with the rest;
-    a user's mistake is one paragraph on stderr and exit code 2."""
+def start(
+    app: Callable[[], object],
+    spec: dict[str, Option],
+    values: dict[str, Any],
+    usable: Check | None = None,
+) -> None:
+    """Console entry: fill `values` from the command line, check what can be checked without
+    Hydra (the run exists, `usable(run, values)`), then run the Hydra `app` with the rest; a
+    user's mistake is one paragraph on stderr and exit code 2, with nothing written."""
     from runner.train import handle_user_errors
 
     try:
         parsed, rest = read_options(spec, sys.argv[1:])
+        runs = [a.split("=", 1)[1] for a in rest if a.startswith("ckpt_path=")]
+        if runs and "," not in runs[-1]:  # one run (a sweep over runs is checked per job)
+            checkpoint_file(runs[-1], parsed.get("checkpoint", "best"))
+            if usable is not None:
+                usable(load_run(runs[-1], parsed.get("checkpoint", "best")), parsed)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

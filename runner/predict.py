@@ -17,11 +17,12 @@ import torch
 from omegaconf import DictConfig
 
 from runner.config import CONF_DIR
-from runner.data.files import read_images
+from runner.data.files import image_files, read_images
 from runner.data.loader import BatchPreprocessor
 from runner.entry import Option, positive_int, prepare, start
 from runner.errors import RunnerError
 from runner.models.classifier import Classifier
+from runner.runs import Run
 from runner.training.device import select_device
 
 log = logging.getLogger("runner.predict")
@@ -46,15 +47,9 @@ GRID_IMAGES = 64
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def predict(composed: DictConfig) -> float:
     """Hydra's task function; returns the mean probability of the predicted classes."""
-    if options["input"] is None:
-        raise RunnerError("runner.predict needs input=<a folder of images or one image file>.")
     run, cfg, out = prepare(composed, "predict", options["checkpoint"])
+    usable(run, options)
     model = run.model
-    if not isinstance(model, Classifier):
-        raise RunnerError(
-            f"{run.checkpoint} holds a {cfg.model._target_}, not a classifier: runner.predict "
-            "takes cnn and transfer runs (runner.sample draws from vae, gan and autoencoder runs)."
-        )
     images, files = read_images(options["input"], cfg.dataset.shape)
     device = select_device(cfg.trainer.device)
     model.to(device)
@@ -81,6 +76,19 @@ def predict(composed: DictConfig) -> float:
     return float(top.values[:, 0].mean())
 
 
+def usable(run: Run, values: dict) -> None:
+    """A classifier, and images to classify."""
+    if not isinstance(run.model, Classifier):
+        raise RunnerError(
+            f"{run.checkpoint} holds a {run.config.model._target_}, not a classifier: "
+            "runner.predict takes cnn and transfer runs (runner.sample draws from vae, gan and "
+            "autoencoder runs)."
+        )
+    if values.get("input") is None:
+        raise RunnerError("runner.predict needs input=<a folder of images or one image file>.")
+    image_files(values["input"])
+
+
 @torch.no_grad()
 def class_probabilities(
     model: Classifier, images: torch.Tensor, device: torch.device, batch_size: int
@@ -105,7 +113,7 @@ def save_grid(images: torch.Tensor, captions: list[str], path) -> None:
 
 def main() -> None:
     """Console entry point (runner-predict)."""
-    start(predict, OPTIONS, options)
+    start(predict, OPTIONS, options, usable)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ from omegaconf import DictConfig
 
 from runner.build import build_data, build_loaders
 from runner.config import CONF_DIR
-from runner.data.files import read_images
+from runner.data.files import image_files, read_images
 from runner.data.loader import BatchPreprocessor
 from runner.entry import Option, positive_int, prepare, start
 from runner.errors import RunnerError
+from runner.runs import Run
 from runner.training.device import select_device
 
 log = logging.getLogger("runner.sample")
@@ -43,13 +44,8 @@ options: dict[str, object] = {}  # their values, read by main() before Hydra run
 def sample(composed: DictConfig) -> float:
     """Hydra's task function; returns the number of images written."""
     run, cfg, out = prepare(composed, "sample", options["checkpoint"])
+    usable(run, options)
     model = run.model
-    if not hasattr(model, "decode_images"):
-        raise RunnerError(
-            f"{run.checkpoint} holds a {cfg.model._target_}, which cannot draw images: "
-            "runner.sample takes vae, gan and autoencoder runs (runner.predict classifies with "
-            "cnn and transfer runs)."
-        )
     device = select_device(cfg.trainer.device)
     model.to(device)
     n, steps = options["n"], options["steps"]
@@ -72,6 +68,18 @@ def sample(composed: DictConfig) -> float:
             written += reconstruct(model, cfg, test_images, out, n, device)
     print(f"{written} images in {out}", flush=True)
     return float(written)
+
+
+def usable(run: Run, values: dict) -> None:
+    """Only families that decode codes into images can sample; `input=` must hold images."""
+    if not hasattr(run.model, "decode_images"):
+        raise RunnerError(
+            f"{run.checkpoint} holds a {run.config.model._target_}, which cannot draw images: "
+            "runner.sample takes vae, gan and autoencoder runs (runner.predict classifies with "
+            "cnn and transfer runs)."
+        )
+    if values.get("input") is not None:
+        image_files(values["input"])
 
 
 def first_test_images(cfg: DictConfig, device: torch.device, count: int) -> torch.Tensor:
@@ -144,7 +152,7 @@ def reconstruct(model, cfg, test_images, out: Path, n: int, device: torch.device
 
 def main() -> None:
     """Console entry point (runner-sample)."""
-    start(sample, OPTIONS, options)
+    start(sample, OPTIONS, options, usable)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from runner.build import (
 from runner.config import CONF_DIR, explain_hydra_error, register_configs, validate
 from runner.data.loader import BatchPreprocessor
 from runner.errors import RunnerError
+from runner.metrics.reference import resolve_auto
 from runner.search.cv import run_folds
 from runner.search.resources import share_resources
 from runner.search.trial import pruning_callbacks
@@ -64,6 +65,7 @@ def train(cfg: DictConfig) -> float:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, validate every epoch, test the best checkpoint; return the final metrics."""
     validate(cfg)  # before joining a process group: every rank fails alike, none waits
+    resolve_auto(cfg, dataset_choice())  # model.fd_classifier=auto: trained once, then reused
     out = Path(cfg.paths.output_dir)
     t = cfg.trainer
     ddp = distributed.init_distributed(t.strategy, t.device, t.ddp_timeout_min)
@@ -175,6 +177,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if main:
         report(out, metrics)
     return metrics
+
+
+def dataset_choice() -> str | None:
+    """The `dataset=` option this run was composed with."""
+    return HydraConfig.get().runtime.choices.get("dataset") if HydraConfig.initialized() else None
 
 
 def checkpoint_to_resume(cfg: DictConfig, out: Path) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,19 @@ FAST = (
 def make_config(output_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose conf/config.yaml with FAST + overrides, for a run in `output_dir`."""
     return compose_run_config(output_dir, [*FAST, *overrides])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Caches (decoded data, the reference classifier of model.fd_classifier=auto) go to a folder
+    of this test session, not the user's ~/.cache; subprocesses inherit it."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture

@@ -75,6 +75,7 @@ def test_sample_draws_the_same_pictures_for_the_same_seed(tmp_path, config):
     run(
         config(
             "model=vae",
+            "model.fd_classifier=null",
             "model.channels=[8]",
             "model.hidden_dims=[32]",
             "trainer.max_epochs=1",
@@ -107,6 +108,7 @@ def test_sample_draws_the_same_pictures_for_the_same_seed(tmp_path, config):
 def test_the_wrong_family_or_input_is_refused_with_exit_code_2(tmp_path, cnn_run):
     proc = call(tmp_path, "runner.sample", f"ckpt_path={cnn_run}", "hydra.run.dir=s")
     assert proc.returncode == 2 and "cannot draw images" in proc.stderr
+    assert not (tmp_path / "s").exists()  # refused before Hydra made a folder
     (tmp_path / "empty").mkdir()
     proc = call(
         tmp_path,
@@ -116,4 +118,4 @@ def test_the_wrong_family_or_input_is_refused_with_exit_code_2(tmp_path, cnn_run
         "hydra.run.dir=p",
     )
     assert proc.returncode == 2 and "holds no images" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "p").exists()

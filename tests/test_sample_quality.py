@@ -3,13 +3,18 @@ known sets, `test/fd` in a VAE and a GAN run scored by a trained CNN, the evalua
 and the latent projector of autoencoder runs."""
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import class_images
+from omegaconf import OmegaConf
 from torch import nn
 
+from runner.config import compose_run_config
 from runner.errors import RunnerError
 from runner.evaluate_samples import evaluate_samples
 from runner.metrics import frechet_distance, sample_quality
@@ -144,3 +149,54 @@ def test_latent_codes_go_to_the_projector_with_labels(model, config, tiny_mnist,
     assert labels[0].startswith("0") and labels[1].startswith("1")  # class names per point
     assert (tensors.parent / "sprite.png").exists()  # thumbnails
     assert "projector_config.pbtxt" in {p.name for p in (tmp_path / "run").iterdir()}
+
+
+def test_a_default_generative_run_reports_fd_and_a_second_reuses_the_classifier(config, tmp_path):
+    from runner.metrics.reference import reference_folder
+
+    quick = ("model=vae", "model.nll_samples=4", "model.fd_samples=300", "logger=none")
+    first = run(config(*quick, "trainer.max_epochs=1", run_dir=tmp_path / "a"))
+    assert {"test/fd", "test/fd_floor", "test/class_coverage", "test/confidence"} <= set(first)
+    folder = reference_folder(OmegaConf.to_container(config().dataset, resolve=True))
+    trained = (folder / "checkpoints" / "best.pt").stat().st_mtime_ns
+    classifier_metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
+    assert classifier_metrics["test/acc"] > 0.8  # a real classifier of the digits
+    second = run(config(*quick, "trainer.max_epochs=2", run_dir=tmp_path / "b"))
+    assert (folder / "checkpoints" / "best.pt").stat().st_mtime_ns == trained  # not retrained
+    assert second["test/fd"] != first["test/fd"]  # another model, scored in the same space
+    saved = load_checkpoint(tmp_path / "b" / "checkpoints" / "best.pt")["config"]
+    assert saved["model"]["fd_classifier"] == str(folder)  # the run names the classifier it used
+
+
+def test_parallel_runs_train_the_reference_classifier_once(tmp_path, monkeypatch):
+    from runner.metrics import reference
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+
+    def slow_training(folder: Path, overrides: list[str]) -> None:
+        calls.append(overrides)
+        time.sleep(0.5)  # the other run arrives meanwhile and must wait, not train
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "best.pt").write_bytes(b"")
+        (folder / "metrics.json").write_text("{}")
+
+    dataset = {"_target_": "runner.data.datasets.digits", "shape": [1, 8, 8], "split_seed": 0}
+    with ThreadPoolExecutor(3) as pool:
+        folders = list(
+            pool.map(
+                lambda _: reference.reference_classifier("digits", dataset, slow_training), range(3)
+            )
+        )
+    assert len(calls) == 1 and len(set(folders)) == 1
+    assert "dataset=digits" in calls[0] and "dataset.split_seed=0" in calls[0]
+
+
+def test_the_reference_overrides_compose_to_the_same_dataset(tmp_path):
+    from runner.metrics.reference import dataset_overrides
+
+    root = tmp_path / "my data, v2"  # spaces and a comma survive Hydra's override parser
+    dataset = {"name": "MNIST", "root": str(root), "shape": [1, 28, 28], "train_subset": 500}
+    composed = compose_run_config(tmp_path / "run", ["dataset=mnist", *dataset_overrides(dataset)])
+    assert composed.dataset.root == str(root) and list(composed.dataset.shape) == [1, 28, 28]
+    assert composed.dataset.train_subset is None  # the classifier learns from all training data

@@ -39,6 +39,7 @@ def test_importance_sampling_tightens_the_elbo(config, tmp_path):
     run(
         config(
             "model=vae",
+            "model.fd_classifier=null",
             "model.latent_dim=4",
             "model.nll_samples=64",
             "logger=none",
@@ -71,7 +72,15 @@ def test_test_nll_uses_the_first_nll_images_with_a_fixed_seed():
 
 
 def test_pictures_and_a_2d_latent_scatter(config, tmp_path):
-    run(config("model=vae", "model.latent_dim=2", "model.nll_samples=4", "trainer.max_epochs=1"))
+    run(
+        config(
+            "model=vae",
+            "model.fd_classifier=null",
+            "model.latent_dim=2",
+            "model.nll_samples=4",
+            "trainer.max_epochs=1",
+        )
+    )
     acc = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0})
     acc.Reload()
     expected = {"val/reconstructions", "val/samples", "val/interpolation", "val/latent_space"}
@@ -87,6 +96,7 @@ def test_kl_warm_up_and_gaussian_decoder(config, tmp_path):
     metrics = run(
         config(
             "model=vae",
+            "model.fd_classifier=null",
             "model.likelihood=gaussian",
             "model.nll_samples=4",
             "model.nll_images=32",

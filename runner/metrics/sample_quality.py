@@ -29,6 +29,11 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.
     """The classifier of a finished run: its folder (checkpoints/best.pt is used) or a file."""
     from runner.runs import load_run
 
+    if str(path) == "auto":
+        raise RunnerError(
+            "model.fd_classifier=auto is resolved by runner.train (it trains the reference "
+            "classifier once); here pass the folder of a cnn run on the same dataset."
+        )
     run = load_run(path, "best")
     if not hasattr(run.model, "features") or not hasattr(run.model, "head"):
         raise RunnerError(
