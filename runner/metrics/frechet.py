@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
 
 
 class _Precomputed(nn.Module):
@@ -22,6 +21,8 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     """||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2)) of Gaussians fitted to [N, D] rows."""
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"Expected [N, D] features of equal D, got {real.shape} and {fake.shape}.")
+    from torchmetrics.image.fid import FrechetInceptionDistance  # only when samples are scored
+
     metric = FrechetInceptionDistance(
         feature=_Precomputed(real.shape[1]), normalize=False, sync_on_compute=False
     )
