@@ -187,7 +187,7 @@ def test_an_autoencoder_run_gives_its_encoder_as_backbone(tmp_path):
 
 def test_missing_or_mismatched_backbones_are_clear_errors(tmp_path, cnn_run, monkeypatch):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RunnerError, match="without checkpoints/best.pt or last.pt"):
+    with pytest.raises(RunnerError, match="is not a finished run of this project"):
         TransferClassifier((1, 8, 8), 10, pretrained=str(tmp_path / "empty"))
     with pytest.raises(RunnerError, match="does not exist"):
         TransferClassifier((1, 8, 8), 10, pretrained=str(tmp_path / "nowhere"))
@@ -205,7 +205,7 @@ def test_missing_or_mismatched_backbones_are_clear_errors(tmp_path, cnn_run, mon
     state = load_checkpoint(cnn_run / "checkpoints" / "best.pt")
     state["config"]["model"]["hidden_dim"] = 64  # weights no longer fit the config they carry
     torch.save(state, tmp_path / "mismatched.pt")
-    with pytest.raises(RunnerError, match="does not match its own config"):
+    with pytest.raises(RunnerError, match="does not fit its own config"):
         TransferClassifier((1, 8, 8), 10, pretrained=str(tmp_path / "mismatched.pt"))
 
     import torchvision.models as tvm

@@ -15,12 +15,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 
 from runner.errors import RunnerError
 from runner.models.classifier import Classifier
-from runner.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -236,33 +234,14 @@ def _download_weights(name: str, weights) -> dict:
 def _run_backbone(path: Path) -> tuple[nn.Module, InputAdapter, int]:
     """The feature extractor of an earlier run (its folder or a checkpoint file): a CNN's
     `features`, an autoencoder's or VAE's encoder. New inputs are adapted to the run's shape."""
-    if path.is_dir():
-        checkpoints = path / "checkpoints"
-        best = checkpoints / "best.pt"
-        path = best if best.exists() else checkpoints / "last.pt"
-        if not path.exists():
-            raise RunnerError(
-                f"model.pretrained={path.parent.parent} is a folder without checkpoints/best.pt "
-                "or last.pt: point it at the run folder of a finished cnn or autoencoder run."
-            )
-    state = load_checkpoint(path)
-    config = state.get("config") or {}
-    model_cfg = config.get("model")
-    if not model_cfg or "_target_" not in model_cfg:
-        raise RunnerError(f"{path} holds no model config; it was not written by runner.train.")
+    from runner.runs import load_run
+
     try:
-        source = instantiate(model_cfg)
-    except Exception as exc:
-        raise RunnerError(
-            f"The model of {path} ({model_cfg['_target_']}) cannot be rebuilt: {exc}"
-        ) from None
-    try:
-        source.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise RunnerError(
-            f"{path} does not match its own config ({model_cfg['_target_']}): "
-            f"{str(exc).splitlines()[0]}"
-        ) from None
+        run = load_run(path, "best")
+    except RunnerError as exc:
+        raise RunnerError(f"model.pretrained={path}: {exc}") from None
+    source, config, path = run.model, run.config, run.checkpoint
+    model_cfg = config.model
     extractor = _FeatureExtractor(source)
     shape = tuple(int(s) for s in config["dataset"]["shape"])
     extractor.eval()
