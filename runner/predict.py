@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from pathlib import Path
 
 import hydra
 import torch
@@ -48,7 +49,14 @@ GRID_IMAGES = 64
 def predict(composed: DictConfig) -> float:
     """Hydra's task function; returns the mean probability of the predicted classes."""
     run, cfg, out = prepare(composed, "predict", options["checkpoint"])
+    return write_predictions(run, cfg, out, options)
+
+
+def write_predictions(run: Run, cfg: DictConfig, out: Path, options: dict) -> float:
+    """predictions.csv (and predictions.png) for the images at `options["input"]`; returns the
+    mean probability of the predicted classes."""
     usable(run, options)
+    out.mkdir(parents=True, exist_ok=True)
     model = run.model
     images, files = read_images(options["input"], cfg.dataset.shape)
     device = select_device(cfg.trainer.device)

@@ -44,7 +44,15 @@ options: dict[str, object] = {}  # their values, read by main() before Hydra run
 def sample(composed: DictConfig) -> float:
     """Hydra's task function; returns the number of images written."""
     run, cfg, out = prepare(composed, "sample", options["checkpoint"])
+    written = draw_pictures(run, cfg, out, options)
+    print(f"{written} images in {out}", flush=True)
+    return float(written)
+
+
+def draw_pictures(run: Run, cfg: DictConfig, out: Path, options: dict) -> int:
+    """Samples, interpolations and reconstructions of `run` into `out`; the number of files."""
     usable(run, options)
+    out.mkdir(parents=True, exist_ok=True)
     model = run.model
     device = select_device(cfg.trainer.device)
     model.to(device)
@@ -65,9 +73,8 @@ def sample(composed: DictConfig) -> float:
         walk = decode(model, path.flatten(0, 1), device)
         written += save(walk, out / "interpolation.png", nrow=steps)
         if hasattr(model, "encode_images"):
-            written += reconstruct(model, cfg, test_images, out, n, device)
-    print(f"{written} images in {out}", flush=True)
-    return float(written)
+            written += reconstruct(model, cfg, test_images, out, n, options["input"], device)
+    return written
 
 
 def usable(run: Run, values: dict) -> None:
@@ -129,14 +136,14 @@ def save(images: torch.Tensor, grid: Path, folder: Path | None = None, nrow: int
     return 1 + len(images)
 
 
-def reconstruct(model, cfg, test_images, out: Path, n: int, device: torch.device) -> int:
+def reconstruct(model, cfg, test_images, out: Path, n: int, input, device: torch.device) -> int:
     """Inputs beside their reconstructions: the user's images, or the first n test images."""
     from torchvision.utils import save_image
 
     from runner.models.blocks import image_pairs
 
-    if options["input"] is not None:
-        raw, files = read_images(options["input"], cfg.dataset.shape)
+    if input is not None:
+        raw, files = read_images(input, cfg.dataset.shape)
         inputs, names = raw.float() / 255, [f.stem for f in files]
     else:
         inputs = test_images[:n].cpu()

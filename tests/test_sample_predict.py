@@ -119,3 +119,45 @@ def test_the_wrong_family_or_input_is_refused_with_exit_code_2(tmp_path, cnn_run
     )
     assert proc.returncode == 2 and "holds no images" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "p").exists()
+
+
+def test_a_gan_samples_without_reconstructions_and_a_transfer_run_predicts(
+    tmp_path, config, cnn_run
+):
+    from runner.predict import write_predictions
+    from runner.sample import draw_pictures
+
+    gan = tmp_path / "gan"
+    gan_cfg = (
+        "model=gan",
+        "model.fd_classifier=null",
+        "model.channels=[8,16]",
+        "model.latent_dim=8",
+    )
+    run(config(*gan_cfg, "optimized_metric=val/g_loss", "trainer.max_epochs=1", run_dir=gan))
+    options = {"n": 5, "seed": 1, "steps": 4, "input": None, "checkpoint": "best"}
+    saved = load_run(gan)
+    written = draw_pictures(saved, saved.config, tmp_path / "gan_out", options)
+    assert written == 1 + 5 + 1  # the grid, five samples, the interpolation
+    assert not (tmp_path / "gan_out" / "reconstructions").exists()  # a GAN has no encoder
+
+    transfer = tmp_path / "transfer"
+    run(
+        config(
+            "model=transfer",
+            f"model.pretrained={cnn_run}",
+            "trainer.max_epochs=1",
+            run_dir=transfer,
+        )
+    )
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for k, image in enumerate(build_data(config()).test.images[:6]):
+        Image.fromarray(image[0].numpy()).save(folder / f"{k}.png")
+    tuned = load_run(transfer)
+    options = {"input": str(folder), "top_k": 3, "grid": False, "checkpoint": "best"}
+    confidence = write_predictions(tuned, tuned.config, tmp_path / "pred", options)
+    with open(tmp_path / "pred" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {"top1", "top2", "top3"} <= set(rows[0])
+    assert 0.1 <= confidence <= 1.0 and not (tmp_path / "pred" / "predictions.png").exists()
