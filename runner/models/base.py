@@ -48,6 +48,8 @@ class RunnerModel(nn.Module):
     # the key's default stops the run at start-up (runner.config.check_regularization) instead of
     # training a model that ignores it.
     unsupported_regularization: ClassVar[dict[str, str]] = {}
+    # Classes the data must have (a classifier needs two; an autoencoder learns from one).
+    min_classes: ClassVar[int] = 1
 
     def distribute(self, wrap: Wrap) -> None:
         """Wrap the training forward for DDP. One wrapper around `compute_losses` covers every

@@ -28,6 +28,7 @@ class Classifier(RunnerModel):
     """
 
     num_classes: int
+    min_classes = 2
 
     def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self(x).float()
