@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -329,7 +330,7 @@ def image_folder(
         # Not inside `root`: ImageFolder would take the cache folder for a class.
         cache = Path(cache_dir) if cache_dir else user_cache_dir() / "image_folder"
         sources = {
-            part: load_or_build(cache / f"{_fingerprint(ds, shape)}.pt", lambda d=ds: _decode(d))
+            part: load_or_build(cache / f"{_fingerprint(ds, shape)}.pt", partial(decode_split, ds))
             for part, ds in sources.items()
         }
     split_labels = {part: np.asarray(_labels(ds)) for part, ds in sources.items()}
@@ -481,11 +482,11 @@ def _fingerprint(ds, shape: Sequence[int]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _decode(ds) -> TensorSplit:
+def decode_split(ds, num_workers: int | None = None) -> TensorSplit:
+    """Every image of an on-disk split, decoded once into a uint8 TensorSplit."""
     from tqdm.auto import tqdm
 
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=256, num_workers=min(4, os.cpu_count() or 1)
-    )
+    workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=workers)
     images, labels = zip(*tqdm(loader, desc=f"decoding {len(ds)} images", leave=False))
-    return TensorSplit(torch.cat(images), torch.cat(labels).long())
+    return TensorSplit(torch.cat(images), torch.as_tensor(torch.cat(labels)).long())
