@@ -1,15 +1,13 @@
 """Bad data is named plainly before training: unreadable images, too few or mismatched classes."""
 
 import logging
-import sys
 
 import numpy as np
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
+from conftest import photos
 from PIL import Image
 
-import runner.train
 from runner.data.datasets import image_folder
 from runner.data.loader import HostLoader
 from runner.errors import RunnerError
@@ -21,32 +19,6 @@ SMALL = ("trainer.max_epochs=1", "trainer.batch_size=4", "logger=none", "dataset
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
-
-
-def photos(folder, classes=("cat", "dog"), per_class=10):
-    """`folder/<class>/<i>.png`, each class its own brightness."""
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(classes):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8) + k * 70
-            Image.fromarray(pixels).save(folder / name / f"{i}.png")
-    return folder
-
-
-def _cli(tmp_path, monkeypatch, capsys, *args) -> str:
-    """runner.train's console entry point; asserts exit code 2 and returns stderr."""
-    argv = ["runner.train", *args, "trainer.progress_bar=false", f"hydra.run.dir={tmp_path / 'r'}"]
-    monkeypatch.setattr(sys, "argv", argv)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    GlobalHydra.instance().clear()
-    with pytest.raises(SystemExit) as exit_info:
-        runner.train.main()
-    GlobalHydra.instance().clear()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and not (tmp_path / "r" / "checkpoints").exists()
-    return err
 
 
 def test_an_undecodable_image_is_named_or_skipped_with_a_count(tmp_path, caplog):
@@ -65,10 +37,10 @@ def test_an_undecodable_image_is_named_or_skipped_with_a_count(tmp_path, caplog)
     assert "Skipped 2 unreadable image file(s)" in caplog.text
 
 
-def test_the_cli_names_the_file_and_exits_2(tmp_path, monkeypatch, capsys):
+def test_the_cli_names_the_file_and_exits_2(tmp_path, cli_error):
     folder = photos(tmp_path / "photos")
     (folder / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
-    err = _cli(tmp_path, monkeypatch, capsys, "dataset=image_folder", f"dataset.path={folder}")
+    err = cli_error(tmp_path / "r", "dataset=image_folder", f"dataset.path={folder}")
     assert f"error: 1 image file(s) cannot be read: {folder / 'dog' / 'broken.jpg'}" in err, err
 
 
@@ -92,11 +64,11 @@ def test_an_image_that_fails_only_when_decoded_in_a_worker_is_named(tmp_path):
 
 
 def test_a_classifier_on_one_class_stops_at_start_up_and_an_autoencoder_trains(
-    tmp_path, monkeypatch, capsys, config
+    tmp_path, cli_error, config
 ):
     folder = photos(tmp_path / "photos", classes=("cat",), per_class=20)
     data = ["dataset=image_folder", f"dataset.path={folder}", *SMALL]
-    err = _cli(tmp_path, monkeypatch, capsys, "model=cnn", *data)
+    err = cli_error(tmp_path / "r", "model=cnn", *data)
     assert "needs at least 2 classes, but the dataset has 1 (cat)" in err, err
     metrics = run(config("model=ae", "model.hidden_dims=[16]", *data))
     assert np.isfinite(metrics["test/loss"])

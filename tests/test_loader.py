@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_bad_data import photos
+from conftest import photos
 
 import runner.data.loader
 from runner.build import build_data, build_loaders

@@ -1,11 +1,7 @@
 """Every regularization key changes the model it trains, or the run refuses it at start-up."""
 
-import sys
-
 import pytest
-from hydra.core.global_hydra import GlobalHydra
 
-import runner.train
 from runner.config import validate
 from runner.errors import RunnerError
 from runner.train import run
@@ -121,25 +117,11 @@ def test_batch_norm_in_a_gradient_penalty_critic_is_refused(config):
         )
 
 
-def test_the_cli_exits_2_before_training(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "runner.train",
-            "model=transfer",
-            "model.pretrained=none",
-            "regularization.normalization=batch",
-            f"hydra.run.dir={tmp_path}",
-        ],
+def test_the_cli_exits_2_before_training(tmp_path, cli_error):
+    err = cli_error(
+        tmp_path,
+        "model=transfer",
+        "model.pretrained=none",
+        "regularization.normalization=batch",
     )
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    GlobalHydra.instance().clear()
-    with pytest.raises(SystemExit) as exit_info:
-        runner.train.main()
-    GlobalHydra.instance().clear()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
     assert "error: regularization.normalization='batch' does not apply" in err, err
-    assert "Traceback" not in err
-    assert not (tmp_path / "checkpoints").exists()
