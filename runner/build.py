@@ -74,11 +74,17 @@ def check_classes(cfg: DictConfig, data: ImageData) -> None:
     for name in ("train", "val", "test"):
         labels = split_labels(getattr(data, name))
         bad = sorted({int(v) for v in labels[(labels < 0) | (labels >= limit)]})
+        if bad and limit < data.num_classes:
+            raise RunnerError(
+                f"The {name} split has labels {bad[:10]} outside 0..{limit - 1}: "
+                f"model.num_classes={outputs}, but the dataset has {data.num_classes} classes. "
+                "Leave model.num_classes at ${dataset.num_classes}."
+            )
         if bad:
             raise RunnerError(
-                f"The {name} split has labels {bad[:10]} outside 0..{limit - 1}: the dataset "
-                f"has {data.num_classes} classes and model.num_classes is {outputs}. Leave "
-                "model.num_classes at ${dataset.num_classes}, or fix the labels."
+                f"The {name} split has labels {bad[:10]} outside 0..{limit - 1}, the "
+                f"{data.num_classes} classes the dataset names. Fix the dataset's labels or its "
+                "num_classes."
             )
 
 

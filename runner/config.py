@@ -48,9 +48,8 @@ class AugmentationConfig:
 @dataclass
 class RegularizationConfig:
     dropout: float = 0.0
-    normalization: str = (
-        "auto"  # auto: each family's own (batch norm in the cnn and GAN, else none)
-    )
+    # auto: each family's own (batch norm in the cnn and the GAN, none in the autoencoders)
+    normalization: str = "auto"
     weight_decay: float = 0.0
     grad_clip: float | None = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
