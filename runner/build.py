@@ -18,7 +18,7 @@ from runner.data.loader import Shard, make_loader
 from runner.distributed import DistContext
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
-from runner.search.cv import fold_split
+from runner.search.cv import fold_split, split_labels
 from runner.training.loop import Schedule
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def build_data(cfg: DictConfig) -> ImageData:
     with open_dict(cfg):
         cfg.dataset.shape = list(data.shape)
         cfg.dataset.num_classes = data.num_classes
+    check_classes(cfg, data)
     log.info(
         "Data: %s train / %s val / %s test images of shape %s, %d classes: %s.",
         len(data.train),
@@ -54,6 +55,37 @@ def build_data(cfg: DictConfig) -> ImageData:
         ", ".join(data.class_names[:20]) + (", ..." if data.num_classes > 20 else ""),
     )
     return data
+
+
+def check_classes(cfg: DictConfig, data: ImageData) -> None:
+    """Before training: as many classes as the model family needs, and every label a class the
+    model has an output for (read from the splits' label lists, no image decoded)."""
+    target = OmegaConf.select(cfg, "model._target_")
+    needed = getattr(get_object(target), "min_classes", 1) if target else 1
+    if data.num_classes < needed:
+        raise RunnerError(
+            f"model {target} needs at least {needed} classes, but the dataset has "
+            f"{data.num_classes} ({', '.join(data.class_names) or 'none'}). Add a folder of "
+            "images per class, or train a model that needs no labels on it (model=ae, deep_ae, "
+            "vae or gan)."
+        )
+    outputs = OmegaConf.select(cfg, "model.num_classes", default=None)
+    limit = min(data.num_classes, outputs) if isinstance(outputs, int) else data.num_classes
+    for name in ("train", "val", "test"):
+        labels = split_labels(getattr(data, name))
+        bad = sorted({int(v) for v in labels[(labels < 0) | (labels >= limit)]})
+        if bad and limit < data.num_classes:
+            raise RunnerError(
+                f"The {name} split has labels {bad[:10]} outside 0..{limit - 1}: "
+                f"model.num_classes={outputs}, but the dataset has {data.num_classes} classes. "
+                "Leave model.num_classes at ${dataset.num_classes}."
+            )
+        if bad:
+            raise RunnerError(
+                f"The {name} split has labels {bad[:10]} outside 0..{limit - 1}, the "
+                f"{data.num_classes} classes the dataset names. Fix the dataset's labels or its "
+                "num_classes."
+            )
 
 
 def build_loaders(

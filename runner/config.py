@@ -48,7 +48,8 @@ class AugmentationConfig:
 @dataclass
 class RegularizationConfig:
     dropout: float = 0.0
-    normalization: str = "none"
+    # auto: each family's own (batch norm in the cnn and the GAN, none in the autoencoders)
+    normalization: str = "auto"
     weight_decay: float = 0.0
     grad_clip: float | None = None
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -143,7 +144,7 @@ CHOICES: dict[str, Sequence[str]] = {
     "trainer.precision": ("auto", "32", "16-mixed", "bf16-mixed"),
     "trainer.loader": ("auto", "device", "dataloader"),
     "trainer.strategy": ("auto", "single", "ddp"),
-    "regularization.normalization": ("none", "batch", "layer"),
+    "regularization.normalization": ("auto", "none", "batch", "layer"),
     "regularization.early_stopping.mode": ("min", "max"),
     "optimized_mode": ("min", "max"),
 }
@@ -249,6 +250,7 @@ def validate(cfg: DictConfig) -> None:
         node = OmegaConf.select(cfg, path)
         if isinstance(node, DictConfig) and node.get("_target_"):
             check_target_node(path, node)
+    check_regularization(cfg)
     monitored = {
         cfg.get("optimized_metric"),
         OmegaConf.select(cfg, "regularization.early_stopping.monitor"),
@@ -260,6 +262,55 @@ def validate(cfg: DictConfig) -> None:
             "the same dataset, e.g. experiment=cnn_mnist>. Pass one, or monitor another metric "
             "(optimized_metric=val/g_loss)."
         )
+
+
+# Regularization keys that act through a model's own layers, so a family's config must read them.
+# The others act the same in every family: weight decay in the optimiser, clipping in the
+# optimiser step, augmentation on the batch, early stopping in the loop.
+MODEL_REGULARIZATION = ("dropout", "normalization")
+
+
+def check_regularization(cfg: DictConfig) -> None:
+    """A regularization key set away from its default must reach the model (or its optimisers);
+    one that the family has no layer for, or whose value its config replaces, stops the run."""
+    reg = cfg.get("regularization")
+    model = cfg.get("model")
+    if not isinstance(reg, DictConfig) or not isinstance(model, DictConfig):
+        return
+    target = model.get("_target_")
+    defaults = RegularizationConfig()
+    refused = getattr(get_object(target), "unsupported_regularization", {}) if target else {}
+    reads = _interpolations(model)
+    for key in MODEL_REGULARIZATION:
+        value = reg.get(key)
+        if value == getattr(defaults, key):
+            continue
+        if key in refused:
+            raise RunnerError(
+                f"regularization.{key}={value!r} does not apply to model {target}: {refused[key]}"
+            )
+        if target and f"regularization.{key}" not in reads:
+            raise RunnerError(
+                f"regularization.{key}={value!r} would not reach model {target}: no key of its "
+                f"config reads ${{regularization.{key}}}. Set the model's own key instead (see "
+                "--cfg job), or make it read the regularization key."
+            )
+    decay = reg.get("weight_decay")
+    for path in ("optimizer", "optimizer.generator", "optimizer.discriminator"):
+        node = OmegaConf.select(cfg, path)
+        optimizer = isinstance(node, DictConfig) and node.get("_target_")
+        if decay and optimizer and node.get("weight_decay") != decay:
+            raise RunnerError(
+                f"regularization.weight_decay={decay} would not reach {path} "
+                f"({node._target_}), whose weight_decay is {node.get('weight_decay')}. Set "
+                f"{path}.weight_decay instead, or give its config "
+                "weight_decay: ${regularization.weight_decay}."
+            )
+
+
+def _interpolations(node: DictConfig) -> str:
+    """Every unresolved value under `node`, as one string to search for `${...}` references."""
+    return repr(OmegaConf.to_container(node, resolve=False))
 
 
 def check_target_node(path: str, node: DictConfig) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +50,44 @@ def config(tmp_path):
         return make_config(run_dir or tmp_path / "run", overrides)
 
     return _make
+
+
+def photos(folder: Path, classes: Sequence[str] = ("cat", "dog"), per_class: int = 10) -> Path:
+    """`folder/<class>/<i>.png`, each class its own brightness."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8) + k * 70
+            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+    return folder
+
+
+@pytest.fixture
+def cli_error(monkeypatch, capsys):
+    """`cli_error(run_dir, *args)` runs `python -m runner.train args` in-process, asserts that it
+    stopped with exit code 2, one paragraph, and no checkpoint in `run_dir`; returns stderr."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import runner.train
+
+    def _run(run_dir: Path, *args: str) -> str:
+        argv = ["runner.train", *args, "trainer.progress_bar=false", f"hydra.run.dir={run_dir}"]
+        monkeypatch.setattr(sys, "argv", argv)
+        monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+        GlobalHydra.instance().clear()
+        with pytest.raises(SystemExit) as exit_info:
+            runner.train.main()
+        GlobalHydra.instance().clear()
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err, err
+        assert not (run_dir / "checkpoints").exists()  # rejected before any training
+        return err
+
+    return _run
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:

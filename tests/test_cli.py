@@ -6,9 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
-
-import runner.train
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = [
@@ -89,19 +86,6 @@ def test_bad_override_exits_2_with_one_paragraph_and_no_traceback(tmp_path):
         (["trainer.precision=64"], "trainer.precision='64' is not a valid choice"),
     ],
 )
-def test_bad_input_is_rejected_at_start_up(tmp_path, monkeypatch, capsys, args, needle):
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["runner.train", *args, "trainer.progress_bar=false", f"hydra.run.dir={tmp_path}"],
-    )
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    GlobalHydra.instance().clear()
-    with pytest.raises(SystemExit) as exit_info:
-        runner.train.main()
-    GlobalHydra.instance().clear()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+def test_bad_input_is_rejected_at_start_up(tmp_path, cli_error, args, needle):
+    err = cli_error(tmp_path, *args)
     assert needle in err, err
-    assert "Traceback" not in err
-    assert not (tmp_path / "checkpoints").exists()  # rejected before any training

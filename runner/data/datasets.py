@@ -8,10 +8,12 @@ stay on disk and are read by a DataLoader with workers.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +23,8 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 
 from runner.errors import RunnerError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -286,11 +290,14 @@ def image_folder(
     in_memory: Literal["auto", "always", "never"] = "auto",
     max_memory_mb: int = 2048,
     cache_dir: str | None = None,
+    skip_invalid: bool = False,
 ) -> ImageData:
     """A user's class-per-folder images, resized to `shape`.
 
     Either one folder (`path/<class>/*.jpg`, split by seeded fractions) or three
-    (`path/train`, `path/val`, `path/test`; a missing val is carved from train).
+    (`path/train`, `path/val`, `path/test`; a missing val is carved from train). Every image's
+    header is checked while the file list is built: a file that cannot be opened stops the run
+    with its path, or is skipped with `skip_invalid`.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -303,16 +310,16 @@ def image_folder(
     if channels not in (1, 3):
         raise RunnerError(f"dataset.shape={list(shape)}: the channel count must be 1 or 3.")
     folders = {part: root / part for part in ("train", "val", "test") if (root / part).is_dir()}
-    sources = {part: _image_folder(f, channels, height, width) for part, f in folders.items()}
-    if "train" not in sources:
-        if folders:
-            raise RunnerError(f"{root} has {sorted(folders)} folders but no train/ folder.")
-        sources = {"all": _image_folder(root, channels, height, width)}
-    first = next(iter(sources.values()))
-    classes = list(first.classes)
-    for part, ds in sources.items():
-        if list(ds.classes) != classes:
-            raise RunnerError(f"{root / part} has classes {ds.classes}, expected {classes}.")
+    if folders and "train" not in folders:
+        raise RunnerError(f"{root} has {sorted(folders)} folders but no train/ folder.")
+    folders = folders or {"all": root}
+    invalid: list[str] = []
+    sources = {
+        part: _image_folder(folder, channels, height, width, invalid)
+        for part, folder in folders.items()
+    }
+    _report_invalid(invalid, skip_invalid)
+    classes = _same_classes(sources, folders)
     if num_classes is not None and num_classes != len(classes):
         raise RunnerError(
             f"dataset.num_classes={num_classes} but {root} has {len(classes)} class folders."
@@ -323,7 +330,7 @@ def image_folder(
         # Not inside `root`: ImageFolder would take the cache folder for a class.
         cache = Path(cache_dir) if cache_dir else user_cache_dir() / "image_folder"
         sources = {
-            part: load_or_build(cache / f"{_fingerprint(ds, shape)}.pt", lambda d=ds: _decode(d))
+            part: load_or_build(cache / f"{_fingerprint(ds, shape)}.pt", partial(decode_split, ds))
             for part, ds in sources.items()
         }
     split_labels = {part: np.asarray(_labels(ds)) for part, ds in sources.items()}
@@ -353,18 +360,112 @@ def image_folder(
     return ImageData(train, val, test, (channels, height, width), len(classes), classes)
 
 
-def _image_folder(folder: Path, channels: int, height: int, width: int):
+class UnreadableImage(RunnerError):
+    """An image file that passed the header check but cannot be decoded, named by its path."""
+
+    def __init__(self, message: str) -> None:
+        # Raised in a DataLoader worker, it reaches the main process re-created as
+        # type(exc)("Caught ... Original Traceback ... UnreadableImage: <message>"), a traceback
+        # in an error message: keep the message, so the user reads one paragraph.
+        super().__init__(message.rstrip().rsplit("UnreadableImage: ", 1)[-1])
+
+
+def _load_rgb(path: str):
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except Exception as exc:
+        raise UnreadableImage(
+            f"The image {path} cannot be decoded ({type(exc).__name__}: {exc}). Remove it or "
+            "save it again."
+        ) from None
+
+
+def _image_folder(folder: Path, channels: int, height: int, width: int, invalid: list[str]):
+    """torchvision's ImageFolder over `folder`, listing only files whose image header can be
+    read; the others go to `invalid` (path and reason). Reading headers costs no decoding."""
     import torchvision.datasets as tvd
     import torchvision.transforms.v2 as T
+    from PIL import Image
+
+    def readable(path: str) -> bool:
+        if not tvd.folder.has_file_allowed_extension(path, tvd.folder.IMG_EXTENSIONS):
+            return False  # not an image by name (notes, .DS_Store): ignored, as ImageFolder does
+        try:
+            with Image.open(path) as image:
+                image.verify()  # the header and, for PNG, the chunk checksums; no pixels decoded
+            return True
+        except Exception as exc:
+            invalid.append(f"{path} ({type(exc).__name__}: {exc})")
+            return False
 
     steps = [T.Resize((height, width), antialias=True)]
     if channels == 1:
         steps.append(T.Grayscale(1))
     steps.append(T.PILToTensor())
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if not classes:
+        raise RunnerError(
+            f"{folder} has no class folders. Put the images in one sub-folder per class "
+            f"({folder}/cat/001.jpg, {folder}/dog/002.jpg, ...); a single class folder is "
+            "enough for an autoencoder."
+        )
     try:
-        return tvd.ImageFolder(str(folder), transform=T.Compose(steps))
-    except (FileNotFoundError, RuntimeError) as exc:
+        ds = tvd.ImageFolder(
+            str(folder),
+            transform=T.Compose(steps),
+            loader=_load_rgb,
+            is_valid_file=readable,
+            allow_empty=True,
+        )
+    except (FileNotFoundError, RuntimeError, PermissionError) as exc:
         raise RunnerError(f"Cannot read images from {folder}: {exc}") from None
+    counts = np.bincount([label for _, label in ds.samples], minlength=len(ds.classes))
+    empty = [name for name, n in zip(ds.classes, counts) if n == 0]
+    if empty:
+        raise RunnerError(
+            f"The class folder{'s' if len(empty) > 1 else ''} "
+            + ", ".join(str(folder / name) for name in empty)
+            + " hold no readable images (.jpg, .png, ...). Add images or remove the folder: "
+            "every class folder is a class the model must learn."
+        )
+    return ds
+
+
+def _report_invalid(invalid: list[str], skip: bool) -> None:
+    if not invalid:
+        return
+    shown = "; ".join(invalid[:5]) + (f"; and {len(invalid) - 5} more" if len(invalid) > 5 else "")
+    if skip:
+        log.warning(
+            "Skipped %d unreadable image file(s) (dataset.skip_invalid=true): %s.",
+            len(invalid),
+            shown,
+        )
+        return
+    raise RunnerError(
+        f"{len(invalid)} image file(s) cannot be read: {shown}. Remove or replace them, or set "
+        "dataset.skip_invalid=true to train without them."
+    )
+
+
+def _same_classes(sources: dict, folders: dict[str, Path]) -> list[str]:
+    """The class names, which train/, val/ and test/ must share (a label means one class)."""
+    classes = list(next(iter(sources.values())).classes)
+    for part, ds in sources.items():
+        if list(ds.classes) != classes:
+            missing = sorted(set(classes) - set(ds.classes))
+            extra = sorted(set(ds.classes) - set(classes))
+            raise RunnerError(
+                f"{folders[part]} has other class folders than {next(iter(folders.values()))}"
+                + (f": it lacks {', '.join(missing)}" if missing else "")
+                + (f"{';' if missing else ':'} it adds {', '.join(extra)}" if extra else "")
+                + ". train/, val/ and test/ must hold the same class folders, so that every "
+                "label means the same class in each split."
+            )
+    return classes
 
 
 def _labels(split) -> list[int]:
@@ -381,11 +482,11 @@ def _fingerprint(ds, shape: Sequence[int]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _decode(ds) -> TensorSplit:
+def decode_split(ds, num_workers: int | None = None) -> TensorSplit:
+    """Every image of an on-disk split, decoded once into a uint8 TensorSplit."""
     from tqdm.auto import tqdm
 
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=256, num_workers=min(4, os.cpu_count() or 1)
-    )
+    workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=workers)
     images, labels = zip(*tqdm(loader, desc=f"decoding {len(ds)} images", leave=False))
-    return TensorSplit(torch.cat(images), torch.cat(labels).long())
+    return TensorSplit(torch.cat(images), torch.as_tensor(torch.cat(labels)).long())

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import logging
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -10,9 +13,11 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from runner.data.augment import BatchAugmentation
-from runner.data.datasets import Split, TensorSplit
+from runner.data.datasets import Split, TensorSplit, decode_split
+from runner.errors import RunnerError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -181,11 +186,42 @@ def make_loader(
     shard: Shard = Shard(),
     num_workers: int = 2,
 ) -> DeviceLoader | HostLoader:
-    """A DeviceLoader for in-memory splits (unless `kind="dataloader"`), else a HostLoader."""
+    """`auto`: a DeviceLoader for in-memory splits, a HostLoader for on-disk ones; `device`: a
+    DeviceLoader always (an on-disk split is decoded into memory first); `dataloader`: a
+    HostLoader always."""
+    if kind == "device" and not isinstance(split, TensorSplit):
+        split = to_memory(split, device, num_workers)
     on_device = isinstance(split, TensorSplit) and kind in ("auto", "device")
     if on_device:
         return DeviceLoader(split, batch_size, device, shuffle, drop_last, seed, shard)
     return HostLoader(split, batch_size, device, shuffle, drop_last, seed, shard, num_workers)
+
+
+def to_memory(split: Split, device: torch.device, num_workers: int = 2) -> TensorSplit:
+    """An on-disk split decoded into a uint8 TensorSplit for `trainer.loader=device`, if its
+    images fit in the memory the device has free."""
+    image, _ = split[0]
+    need = len(split) * torch.as_tensor(image).numel()
+    free = free_memory(device)
+    if need > free:
+        raise RunnerError(
+            f"trainer.loader=device needs the {len(split)} images of a split in memory "
+            f"({need / 2**20:.0f} MiB as uint8), but {device} has {free / 2**20:.0f} MiB free. "
+            "Use trainer.loader=auto or dataloader (a DataLoader reads them from disk), or make "
+            "them smaller (dataset.shape)."
+        )
+    log.info("trainer.loader=device: decoding %d on-disk images into memory.", len(split))
+    return decode_split(split, num_workers)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on `device` (the host's available memory for cpu and mps)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no such query here (macOS): try decoding
+        return sys.maxsize
 
 
 class BatchPreprocessor:

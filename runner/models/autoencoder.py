@@ -18,6 +18,7 @@ from runner.models.blocks import (
     conv_decoder,
     conv_encoder,
     conv_sizes,
+    family_norm,
     image_pairs,
     init_weights,
     make_activation,
@@ -52,6 +53,7 @@ class Autoencoder(RunnerModel):
         self.in_shape = tuple(int(s) for s in in_shape)
         self.latent_dim = latent_dim
         self.recon_loss = recon_loss
+        normalization = family_norm(normalization, "none")
         c, h, w = self.in_shape
         if arch == "mlp":
             dims = [c * h * w, *hidden_dims, latent_dim]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -43,6 +44,12 @@ class RunnerModel(nn.Module):
     class_names: list[str] | None = None
     # DDP wrappers by name, set by `distribute`; empty in a single process.
     parallel: dict[str, nn.Module] = {}
+    # Regularization keys this family has no layer for -> what to do instead. A value other than
+    # the key's default stops the run at start-up (runner.config.check_regularization) instead of
+    # training a model that ignores it.
+    unsupported_regularization: ClassVar[dict[str, str]] = {}
+    # Classes the data must have (a classifier needs two; an autoencoder learns from one).
+    min_classes: ClassVar[int] = 1
 
     def distribute(self, wrap: Wrap) -> None:
         """Wrap the training forward for DDP. One wrapper around `compute_losses` covers every

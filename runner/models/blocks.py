@@ -10,7 +10,8 @@ from torch import nn
 
 Activation = Literal["relu", "leaky_relu", "gelu", "elu", "silu", "tanh"]
 Init = Literal["default", "xavier", "kaiming"]
-Normalization = Literal["none", "batch", "layer"]
+# auto: the family's own choice (batch norm for the cnn and the GAN, none for autoencoders)
+Normalization = Literal["auto", "none", "batch", "layer"]
 Upsample = Literal["transposed", "resize"]
 
 _ACTIVATIONS = {
@@ -27,11 +28,16 @@ def make_activation(name: Activation) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
-def _norm_1d(kind: Normalization, width: int) -> list[nn.Module]:
+def family_norm(kind: Normalization, default: Normalization) -> Normalization:
+    """`regularization.normalization` as a family applies it: `auto` becomes its `default`."""
+    return default if kind == "auto" else kind
+
+
+def norm_1d(kind: Normalization, width: int) -> list[nn.Module]:
     return {"none": [], "batch": [nn.BatchNorm1d(width)], "layer": [nn.LayerNorm(width)]}[kind]
 
 
-def _norm_2d(kind: Normalization, channels: int) -> list[nn.Module]:
+def norm_2d(kind: Normalization, channels: int) -> list[nn.Module]:
     # GroupNorm with one group normalises over (C, H, W): layer norm for feature maps.
     return {"none": [], "batch": [nn.BatchNorm2d(channels)], "layer": [nn.GroupNorm(1, channels)]}[
         kind
@@ -49,7 +55,7 @@ def mlp(
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(nn.Linear(d_in, d_out))
         if i < len(dims) - 2:
-            layers += _norm_1d(normalization, d_out) + [make_activation(act)]
+            layers += norm_1d(normalization, d_out) + [make_activation(act)]
             if dropout:
                 layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
@@ -76,7 +82,7 @@ def conv_encoder(
     c_in = in_channels
     for c_out in channels:
         layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)]
-        layers += _norm_2d(normalization, c_out) + [make_activation(act)]
+        layers += norm_2d(normalization, c_out) + [make_activation(act)]
         if dropout:
             layers.append(nn.Dropout2d(dropout))
         c_in = c_out
@@ -110,7 +116,7 @@ def conv_decoder(
                 nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=extra)
             )
         if i < len(widths) - 2:
-            layers += _norm_2d(normalization, c_out) + [make_activation(act)]
+            layers += norm_2d(normalization, c_out) + [make_activation(act)]
     return nn.Sequential(*layers)
 
 

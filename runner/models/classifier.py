@@ -9,7 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from runner.models.base import RunnerModel
-from runner.models.blocks import Activation, Init, Normalization, init_weights, make_activation
+from runner.models.blocks import (
+    Activation,
+    Init,
+    Normalization,
+    family_norm,
+    init_weights,
+    make_activation,
+    norm_2d,
+)
 
 
 class Classifier(RunnerModel):
@@ -20,6 +28,7 @@ class Classifier(RunnerModel):
     """
 
     num_classes: int
+    min_classes = 2
 
     def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self(x).float()
@@ -77,19 +86,16 @@ class CNN(Classifier):
         activation: Activation = "relu",
         init: Init = "kaiming",
         dropout: float = 0.0,
-        normalization: Normalization = "batch",
+        normalization: Normalization = "auto",
     ) -> None:
         super().__init__()
+        normalization = family_norm(normalization, "batch")  # a classifier trains best with it
         c_in, h, w = (int(s) for s in in_shape)
         layers: list[nn.Module] = []
         for i, c_out in enumerate(channels):
             for _ in range(convs_per_block):
                 layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=normalization == "none"))
-                if normalization == "batch":
-                    layers.append(nn.BatchNorm2d(c_out))
-                elif normalization == "layer":
-                    layers.append(nn.GroupNorm(1, c_out))
-                layers.append(make_activation(activation))
+                layers += norm_2d(normalization, c_out) + [make_activation(activation)]
                 c_in = c_out
             if min(h, w) >= 2 and i < len(channels) - 1:
                 layers.append(nn.MaxPool2d(2))

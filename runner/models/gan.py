@@ -14,15 +14,17 @@ from torch.nn.utils import parametrizations
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 
-from runner.errors import TrainingDiverged
+from runner.errors import RunnerError, TrainingDiverged
 from runner.models.base import LossFunction, RunnerModel, Wrap
 from runner.models.blocks import (
     Init,
+    Normalization,
     Upsample,
     conv_decoder,
     conv_encoder,
     conv_sizes,
     init_weights,
+    norm_1d,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,23 @@ def ema_with_warm_up(decay: float):
         get_ema_multi_avg_fn(min(decay, (1.0 + n) / (10.0 + n)))(averaged, current, n_averaged)
 
     return update
+
+
+def gan_norms(
+    normalization: Normalization, loss: Loss, spectral_norm: bool
+) -> tuple[Normalization, Normalization]:
+    """(generator, discriminator) normalisation. `auto` is DCGAN's batch norm in both, except in
+    a critic with a gradient penalty or spectral norm; any other value sets both networks."""
+    if normalization == "auto":
+        return "batch", "none" if loss == "wgan_gp" or spectral_norm else "batch"
+    if normalization == "batch" and loss == "wgan_gp":
+        raise RunnerError(
+            "regularization.normalization=batch cannot apply to the GAN with model.loss=wgan_gp: "
+            "batch norm in the critic mixes the samples of a batch and breaks the per-sample "
+            "gradient penalty. Set regularization.normalization=layer or none (or auto: batch "
+            "norm in the generator, none in the critic)."
+        )
+    return normalization, normalization
 
 
 class GAN(RunnerModel):
@@ -81,6 +100,8 @@ class GAN(RunnerModel):
         label_smoothing: float = 0.0,
         gp_weight: float = 10.0,
         init: Init = "default",
+        dropout: float = 0.0,
+        normalization: Normalization = "auto",
         upsample: Upsample = "transposed",
         ema_decay: float | None = None,
         spectral_norm: bool = False,
@@ -106,20 +127,21 @@ class GAN(RunnerModel):
         g_channels = list(generator_channels or channels)
         sizes = conv_sizes(h, w, len(g_channels))
         gh, gw = sizes[-1]
+        g_norm, d_norm = gan_norms(normalization, loss, spectral_norm)
         self.generator = nn.Sequential(
             nn.Linear(latent_dim, g_channels[-1] * gh * gw),
-            nn.BatchNorm1d(g_channels[-1] * gh * gw),
+            *norm_1d(g_norm, g_channels[-1] * gh * gw),
             nn.ReLU(),
             nn.Unflatten(1, (g_channels[-1], gh, gw)),
-            conv_decoder(c, g_channels[::-1], sizes[::-1], "relu", "batch", upsample),
+            conv_decoder(c, g_channels[::-1], sizes[::-1], "relu", g_norm, upsample),
             nn.Tanh(),
         )
         fh, fw = conv_sizes(h, w, len(channels))[-1]
-        # Batch norm in the critic would break the per-sample gradient penalty.
-        d_norm = "none" if loss == "wgan_gp" or spectral_norm else "batch"
         extra = 1 if minibatch_std else 0
+        # Dropout regularises the discriminator only: noise in the generator's layers would just
+        # be more input noise, while a discriminator that memorises the real set stops teaching.
         self.discriminator = nn.Sequential(
-            conv_encoder(c, channels, "leaky_relu", 0.0, d_norm),
+            conv_encoder(c, channels, "leaky_relu", dropout, d_norm),
             *([MinibatchStd()] if minibatch_std else []),
             nn.Flatten(),
             nn.Linear((channels[-1] + extra) * fh * fw, 1),

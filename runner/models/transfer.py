@@ -36,6 +36,13 @@ class TransferClassifier(Classifier):
     gradients and keeps its norm layers in eval mode.
     """
 
+    unsupported_regularization = {
+        "normalization": "a pretrained backbone keeps the normalization layers it was trained "
+        "with, and the new head has none. Leave regularization.normalization=auto, or pick a "
+        "backbone built with the normalization you want (model.backbone=..., or a cnn run trained "
+        "with regularization.normalization=... as model.pretrained)."
+    }
+
     def __init__(
         self,
         in_shape: Sequence[int],

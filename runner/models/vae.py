@@ -19,6 +19,7 @@ from runner.models.blocks import (
     conv_decoder,
     conv_encoder,
     conv_sizes,
+    family_norm,
     image_pairs,
     init_weights,
     make_activation,
@@ -76,6 +77,7 @@ class VAE(RunnerModel):
         self.nll_images = nll_images
         self.fd_classifier = fd_classifier
         self.fd_samples = fd_samples
+        normalization = family_norm(normalization, "none")
         self.kl_weight = beta if kl_warmup_epochs == 0 else 0.0
         c, h, w = self.in_shape
         if arch == "mlp":
