@@ -227,8 +227,11 @@ TARGET_GROUPS = (
 )
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check choices, ranges and `_target_` keys of a composed config; raise RunnerError."""
+def validate(cfg: DictConfig, resolved: bool = False) -> None:
+    """Check choices, ranges and `_target_` keys of a composed config; raise RunnerError.
+
+    `resolved`: a run's saved config, whose interpolations are values now, so whether a
+    regularization key reaches the model (checked when it trained) cannot be seen again."""
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and str(value) not in allowed:
@@ -250,7 +253,8 @@ def validate(cfg: DictConfig) -> None:
         node = OmegaConf.select(cfg, path)
         if isinstance(node, DictConfig) and node.get("_target_"):
             check_target_node(path, node)
-    check_regularization(cfg)
+    if not resolved:
+        check_regularization(cfg)
     monitored = {
         cfg.get("optimized_metric"),
         OmegaConf.select(cfg, "regularization.early_stopping.monitor"),

@@ -108,7 +108,7 @@ def with_overrides(saved: DictConfig, composed: DictConfig, overrides: list[str]
             if key != "ckpt_path":
                 value = OmegaConf.select(composed, key)
                 OmegaConf.update(cfg, key, value, merge=key not in GROUPS, force_add=True)
-    validate(cfg)
+    validate(cfg, resolved=True)
     return cfg
 
 

@@ -79,3 +79,14 @@ def test_a_run_rebuilt_from_its_checkpoint_names_its_classes(tmp_path, config):
     assert loaded.model.class_names == [str(i) for i in range(10)]
     assert OmegaConf.select(loaded.config, "model._target_") == "runner.models.CNN"
     assert not loaded.model.training
+
+
+def test_a_run_trained_with_a_regularization_override_can_be_reused(tmp_path, config):
+    """Its saved config holds values, no ${regularization.*} references: still valid."""
+    trained = tmp_path / "cnn"
+    common = ("model=cnn", "model.channels=[8]", "trainer.max_epochs=1")
+    run(config(*common, "regularization.normalization=layer", run_dir=trained))
+    saved = load_run(trained)
+    cfg = with_overrides(saved.config, config(), [])
+    assert cfg.model.normalization == "layer"
+    assert set(evaluate_split(saved, cfg, "test", tmp_path / "out")) >= {"test/acc", "test/loss"}

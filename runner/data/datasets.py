@@ -387,7 +387,6 @@ def _image_folder(folder: Path, channels: int, height: int, width: int, invalid:
     """torchvision's ImageFolder over `folder`, listing only files whose image header can be
     read; the others go to `invalid` (path and reason). Reading headers costs no decoding."""
     import torchvision.datasets as tvd
-    import torchvision.transforms.v2 as T
     from PIL import Image
 
     def readable(path: str) -> bool:
@@ -401,10 +400,8 @@ def _image_folder(folder: Path, channels: int, height: int, width: int, invalid:
             invalid.append(f"{path} ({type(exc).__name__}: {exc})")
             return False
 
-    steps = [T.Resize((height, width), antialias=True)]
-    if channels == 1:
-        steps.append(T.Grayscale(1))
-    steps.append(T.PILToTensor())
+    from runner.data.files import image_transform  # also what runner.predict applies
+
     classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     if not classes:
         raise RunnerError(
@@ -415,7 +412,7 @@ def _image_folder(folder: Path, channels: int, height: int, width: int, invalid:
     try:
         ds = tvd.ImageFolder(
             str(folder),
-            transform=T.Compose(steps),
+            transform=image_transform(channels, height, width),
             loader=_load_rgb,
             is_valid_file=readable,
             allow_empty=True,

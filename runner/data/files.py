@@ -10,11 +10,9 @@ import torch
 
 from runner.errors import RunnerError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
-
 
 def image_transform(channels: int, height: int, width: int):
-    """PIL image -> uint8 tensor of the given shape: what image-folder datasets apply too."""
+    """PIL image (RGB) -> uint8 tensor of the given shape; image-folder datasets use it too."""
     import torchvision.transforms.v2 as T
 
     steps = [T.Resize((height, width), antialias=True)]
@@ -29,10 +27,12 @@ def image_files(path: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise RunnerError(f"input={path} does not exist: pass a folder of images or one image.")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    from torchvision.datasets.folder import IMG_EXTENSIONS  # what image folders accept
+
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
     if not files:
         raise RunnerError(
-            f"input={path} holds no images (looked for {', '.join(IMAGE_SUFFIXES)} files)."
+            f"input={path} holds no images (looked for {', '.join(IMG_EXTENSIONS)} files)."
         )
     return files
 
