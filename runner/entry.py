@@ -47,7 +47,8 @@ def positive_int(text: str) -> int:
     return value
 
 
-Check = Callable[[Run, dict[str, Any]], None]  # raises RunnerError when a run cannot serve
+# (run, option values, Hydra overrides) -> None; raises RunnerError when the run cannot serve.
+Check = Callable[[Run, dict[str, Any], list[str]], None]
 
 
 def read_options(spec: dict[str, Option], argv: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -77,10 +78,12 @@ def start(
     try:
         parsed, rest = read_options(spec, sys.argv[1:])
         runs = [a.split("=", 1)[1] for a in rest if a.startswith("ckpt_path=")]
-        if runs and "," not in runs[-1]:  # one run (a sweep over runs is checked per job)
+        sweep = any(a in ("-m", "--multirun") for a in rest)
+        if runs and "," not in runs[-1] and not sweep:  # a sweep's runs are checked per job
             checkpoint_file(runs[-1], parsed.get("checkpoint", "best"))
             if usable is not None:
-                usable(load_run(runs[-1], parsed.get("checkpoint", "best")), parsed)
+                run = load_run(runs[-1], parsed.get("checkpoint", "best"))
+                usable(run, parsed, [a for a in rest if not a.startswith("-")])
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -21,8 +21,9 @@ from omegaconf import DictConfig
 from runner.build import build_data, build_loaders
 from runner.config import CONF_DIR
 from runner.data.loader import BatchPreprocessor, make_loader
-from runner.entry import Option, prepare, start
+from runner.entry import Option, prepare, start, with_overrides
 from runner.errors import RunnerError
+from runner.runs import Run
 from runner.training.device import resolve_precision, seed_everything, select_device
 from runner.training.loop import Trainer
 from runner.training.step import OptimizerStep
@@ -47,25 +48,43 @@ def evaluate(composed: DictConfig) -> float:
     return metrics.get(f"{split}/{name}", float("nan"))
 
 
+def usable(run: Run, values: dict, overrides: list[str]) -> None:
+    """Before Hydra writes anything: the data the overrides name must have the model's image
+    shape (and, for a classifier, its number of classes), as far as its config declares them."""
+    import tempfile
+
+    from runner.config import compose_run_config
+
+    with tempfile.TemporaryDirectory() as scratch:
+        composed = compose_run_config(scratch, [o for o in overrides if "ckpt_path=" not in o])
+    cfg = with_overrides(run.config, composed, overrides)
+    check_data_fits(run, list(cfg.dataset.shape), cfg.dataset.get("num_classes"))
+
+
+def check_data_fits(run: Run, shape: list[int], num_classes: int | None) -> None:
+    saved_shape = list(run.config.dataset.shape)
+    if shape != saved_shape:
+        raise RunnerError(
+            f"The model of {run.checkpoint} was trained on images of shape {saved_shape}; this "
+            f"dataset's are {shape}. Evaluate it on data of its shape (dataset.shape="
+            f"{saved_shape} for an image folder)."
+        )
+    classes = run.config.dataset.num_classes
+    if num_classes is not None and num_classes != classes and hasattr(run.model, "num_classes"):
+        raise RunnerError(
+            f"The classifier of {run.checkpoint} has {classes} classes; this dataset has "
+            f"{num_classes}."
+        )
+
+
 def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, float]:
     """`<split>/*` metrics, the family's whole-set metrics and pictures; metrics.json and events."""
     t = cfg.trainer
     seed_everything(t.seed, t.deterministic)
     device = select_device(t.device)
     precision = resolve_precision(t.precision, device)
-    saved_shape = list(run.config.dataset.shape)
     data = build_data(cfg)
-    if list(data.shape) != saved_shape:
-        raise RunnerError(
-            f"The model of {run.checkpoint} was trained on images of shape {saved_shape}; this "
-            f"dataset's are {list(data.shape)}. Evaluate it on data of its shape (dataset.shape="
-            f"{saved_shape} for an image folder)."
-        )
-    if data.num_classes != run.config.dataset.num_classes and hasattr(run.model, "num_classes"):
-        raise RunnerError(
-            f"The classifier of {run.checkpoint} has {run.config.dataset.num_classes} classes; "
-            f"this dataset has {data.num_classes}."
-        )
+    check_data_fits(run, list(data.shape), data.num_classes)  # as found, not only as declared
     loaders = dict(zip(("train", "val", "test"), build_loaders(cfg, data, device, t.seed)))
     model = run.model.to(device)
     model.class_names = data.class_names
@@ -110,7 +129,7 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
 
 def main() -> None:
     """Console entry point (runner-eval)."""
-    start(evaluate, OPTIONS, options)
+    start(evaluate, OPTIONS, options, usable)
 
 
 if __name__ == "__main__":

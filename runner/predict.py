@@ -84,7 +84,7 @@ def write_predictions(run: Run, cfg: DictConfig, out: Path, options: dict) -> fl
     return float(top.values[:, 0].mean())
 
 
-def usable(run: Run, values: dict) -> None:
+def usable(run: Run, values: dict, overrides: list[str] | None = None) -> None:
     """A classifier, and images to classify."""
     if not isinstance(run.model, Classifier):
         raise RunnerError(

@@ -77,7 +77,7 @@ def draw_pictures(run: Run, cfg: DictConfig, out: Path, options: dict) -> int:
     return written
 
 
-def usable(run: Run, values: dict) -> None:
+def usable(run: Run, values: dict, overrides: list[str] | None = None) -> None:
     """Only families that decode codes into images can sample; `input=` must hold images."""
     if not hasattr(run.model, "decode_images"):
         raise RunnerError(

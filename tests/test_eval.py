@@ -90,3 +90,11 @@ def test_a_run_trained_with_a_regularization_override_can_be_reused(tmp_path, co
     cfg = with_overrides(saved.config, config(), [])
     assert cfg.model.normalization == "layer"
     assert set(evaluate_split(saved, cfg, "test", tmp_path / "out")) >= {"test/acc", "test/loss"}
+
+
+def test_data_of_another_shape_is_refused_before_anything_is_written(tmp_path, config):
+    trained = tmp_path / "ae"
+    run(config("model.hidden_dims=[32]", "trainer.max_epochs=1", run_dir=trained))  # 8x8 digits
+    proc = evaluate(tmp_path, f"ckpt_path={trained}", "dataset=mnist", "hydra.run.dir=out")
+    assert proc.returncode == 2 and "trained on images of shape [1, 8, 8]" in proc.stderr
+    assert not (tmp_path / "out").exists()
