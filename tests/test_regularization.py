@@ -13,8 +13,8 @@ FAMILIES = {
     "deep_ae": (),
     "sparse_ae": (),
     "denoising_ae": (),
-    "vae": ("model.nll_samples=2", "model.nll_images=8"),
-    "gan": ("optimizer=gan_adam",),
+    "vae": ("model.nll_samples=2", "model.nll_images=8", "model.fd_classifier=null"),
+    "gan": ("optimizer=gan_adam", "model.fd_classifier=null"),
     "cnn": (),
     "transfer": (
         "model.backbone=mobilenet_v3_small",

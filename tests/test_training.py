@@ -140,7 +140,8 @@ def test_every_optimizer_trains(config, optimizer):
 
 
 def test_regularization_knobs_reach_the_model_and_optimizer(config, tmp_path):
-    run(config("regularization=strong", "trainer.max_epochs=2", "regularization.weight_decay=0.01"))
+    strong = ("regularization=strong", "regularization.normalization=batch")
+    run(config(*strong, "trainer.max_epochs=2", "regularization.weight_decay=0.01"))
     state = load_checkpoint(tmp_path / "run")
     assert state["optimizers"]["model"]["param_groups"][0]["weight_decay"] == 0.01
     assert any("running_mean" in k for k in state["model"])  # batch norm from regularization
