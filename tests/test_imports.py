@@ -8,7 +8,14 @@ import subprocess
 import sys
 
 # Imported only by the runs that use them: Optuna sweeps, scored samples, the study's pictures.
-ON_DEMAND = ("optuna", "torchmetrics", "matplotlib", "aeon")
+ON_DEMAND = (
+    "optuna",
+    "torchmetrics",
+    "matplotlib",
+    "aeon",
+    "sklearn",  # bundled digits, stratified splits and folds
+    "torchvision",  # its datasets, pictures and model zoo (which pulls in torch._dynamo)
+)
 
 
 def test_importing_the_runner_leaves_the_heavy_optional_modules_alone():

@@ -19,7 +19,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 
 from runner.errors import RunnerError
@@ -65,6 +64,8 @@ def stratified_split(
     labels: np.ndarray, test_size: float | int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of (keep, held_out), stratified by label where every class can be represented."""
+    from sklearn.model_selection import train_test_split  # only when a split is made
+
     index = np.arange(len(labels))
     try:
         keep, held = train_test_split(

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torchvision.utils import make_grid
 
 from runner.errors import RunnerError, TrainingDiverged
 from runner.models.base import LossFunction, RunnerModel, Wrap
@@ -321,9 +320,11 @@ class GAN(RunnerModel):
 
     @torch.no_grad()
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        import torchvision.utils  # pictures only: a run need not load torchvision's zoo
+
         samples = self.draw(self.fixed_noise)
         return {
-            "samples": make_grid(
+            "samples": torchvision.utils.make_grid(
                 samples.float().clamp(0, 1).cpu(), nrow=8, padding=1, pad_value=1.0
             )
         }

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, open_dict
-from sklearn.model_selection import KFold, StratifiedKFold
 from torch.utils.data import ConcatDataset, Subset
 
 from runner.data.datasets import ImageData, Split, TensorSplit
@@ -24,6 +23,8 @@ log = logging.getLogger(__name__)
 
 def fold_split(data: ImageData, folds: int, fold: int, seed: int) -> ImageData:
     """`data` with train/val replaced by fold `fold` of `folds` over train + val; test untouched."""
+    from sklearn.model_selection import KFold, StratifiedKFold  # only for cross-validation
+
     if isinstance(data.train, TensorSplit) and isinstance(data.val, TensorSplit):
         pool: Split = TensorSplit(
             torch.cat([data.train.images, data.val.images]),
