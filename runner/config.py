@@ -249,6 +249,7 @@ def validate(cfg: DictConfig, resolved: bool = False) -> None:
             or not check(value)
         ):
             raise RunnerError(f"{key}={value!r} is out of range: expected {allowed}.")
+    check_schema_keys(cfg)
     for path in TARGET_GROUPS:
         node = OmegaConf.select(cfg, path)
         if isinstance(node, DictConfig) and node.get("_target_"):
@@ -315,6 +316,29 @@ def check_regularization(cfg: DictConfig) -> None:
 def _interpolations(node: DictConfig) -> str:
     """Every unresolved value under `node`, as one string to search for `${...}` references."""
     return repr(OmegaConf.to_container(node, resolve=False))
+
+
+def check_schema_keys(cfg: DictConfig) -> None:
+    """Keys that `+key=value` forced past the typed schema (`+trainer.max_epoch=3`) would be
+    ignored silently: refuse them like any unknown key. The `_target_` groups are checked against
+    their target's signature instead."""
+    schema = OmegaConf.to_container(OmegaConf.structured(RunConfig), resolve=False)
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    typed = {k: v for k, v in plain.items() if k not in TARGETS}
+
+    def walk(node: dict, known: dict, prefix: str) -> None:
+        for key, child in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in known:
+                raise RunnerError(unknown_key_message(path, [str(k) for k in known], prefix))
+            if isinstance(child, dict) and isinstance(known[key], dict):
+                walk(child, known[key], path)
+
+    walk(typed, schema, "")
+
+
+# Groups whose keys are checked against their `_target_`'s signature, not the schema.
+TARGETS = ("model", "dataset", "optimizer", "scheduler")
 
 
 def check_target_node(path: str, node: DictConfig) -> None:

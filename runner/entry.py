@@ -12,7 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner.config import validate
+from runner.config import register_configs, validate
+from runner.console import handle_user_errors
 from runner.errors import RunnerError
 from runner.runs import Run, checkpoint_file, load_run
 
@@ -73,8 +74,7 @@ def start(
     """Console entry: fill `values` from the command line, check what can be checked without
     Hydra (the run exists, `usable(run, values)`), then run the Hydra `app` with the rest; a
     user's mistake is one paragraph on stderr and exit code 2, with nothing written."""
-    from runner.train import handle_user_errors
-
+    register_configs()  # the typed schemas conf/config.yaml names
     try:
         parsed, rest = read_options(spec, sys.argv[1:])
         runs = [a.split("=", 1)[1] for a in rest if a.startswith("ckpt_path=")]
@@ -108,9 +108,10 @@ def with_overrides(saved: DictConfig, composed: DictConfig, overrides: list[str]
     with open_dict(cfg):
         for override in overrides:
             key = override.split("=", 1)[0].lstrip("+~")
-            if key != "ckpt_path":
-                value = OmegaConf.select(composed, key)
-                OmegaConf.update(cfg, key, value, merge=key not in GROUPS, force_add=True)
+            if key == "ckpt_path" or key.split(".")[0] == "hydra":  # not keys of the run's config
+                continue
+            value = OmegaConf.select(composed, key)
+            OmegaConf.update(cfg, key, value, merge=key not in GROUPS, force_add=True)
     validate(cfg, resolved=True)
     return cfg
 

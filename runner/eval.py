@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from runner.build import build_data, build_loaders
 from runner.config import CONF_DIR
+from runner.console import reported
 from runner.data.loader import BatchPreprocessor, make_loader
 from runner.entry import Option, prepare, start, with_overrides
 from runner.errors import RunnerError
@@ -39,6 +40,7 @@ options: dict[str, object] = {}  # their values, read by main() before Hydra run
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@reported
 def evaluate(composed: DictConfig) -> float:
     """Hydra's task function: the run's config with the user's overrides, tested on one split."""
     split = options["dataset.split"]

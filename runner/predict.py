@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from runner.config import CONF_DIR
+from runner.console import reported
 from runner.data.files import image_files, read_images
 from runner.data.loader import BatchPreprocessor
 from runner.entry import Option, positive_int, prepare, start
@@ -46,6 +47,7 @@ GRID_IMAGES = 64
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@reported
 def predict(composed: DictConfig) -> float:
     """Hydra's task function; returns the mean probability of the predicted classes."""
     run, cfg, out = prepare(composed, "predict", options["checkpoint"])

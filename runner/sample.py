@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from runner.build import build_data, build_loaders
 from runner.config import CONF_DIR
+from runner.console import reported
 from runner.data.files import image_files, read_images
 from runner.data.loader import BatchPreprocessor
 from runner.entry import Option, positive_int, prepare, start
@@ -41,6 +42,7 @@ options: dict[str, object] = {}  # their values, read by main() before Hydra run
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@reported
 def sample(composed: DictConfig) -> float:
     """Hydra's task function; returns the number of images written."""
     run, cfg, out = prepare(composed, "sample", options["checkpoint"])

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from runner import distributed
 from runner.build import (
@@ -32,9 +27,9 @@ from runner.build import (
     build_schedules,
     hparams_of,
 )
-from runner.config import CONF_DIR, explain_hydra_error, register_configs, validate
+from runner.config import CONF_DIR, register_configs, validate
+from runner.console import handle_user_errors, reported
 from runner.data.loader import BatchPreprocessor
-from runner.errors import RunnerError
 from runner.metrics.reference import resolve_auto
 from runner.search.cv import run_folds
 from runner.search.resources import share_resources
@@ -51,6 +46,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@reported
 def train(cfg: DictConfig) -> float:
     """Hydra's task function: one run, returning the optimised metric."""
     try:
@@ -230,36 +226,6 @@ def report(out: Path, metrics: dict[str, float]) -> None:
 def main() -> None:
     """Console entry point: user mistakes become one clear paragraph and exit code 2."""
     handle_user_errors(train)
-
-
-def handle_user_errors(app: Callable[[], object]) -> None:
-    """Run a Hydra app; a user's mistake becomes one paragraph on stderr and exit code 2."""
-    previous = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us instead of exiting 1
-    try:
-        app()
-    except (RunnerError, HydraException, OmegaConfBaseException) as exc:
-        if previous == "1":  # the user asked for the full traceback
-            raise
-        if not isinstance(exc, RunnerError):
-            exc = explain_hydra_error(exc, sys.argv[1:])
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as exc:
-        if previous == "1" or not distributed.is_peer_failure(exc):
-            raise
-        print(
-            f"error: another process of this data-parallel run stopped, so this one cannot go on "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Its own "
-            "error message above says why.",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    finally:
-        if previous is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = previous
 
 
 if __name__ == "__main__":

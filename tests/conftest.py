@@ -83,7 +83,9 @@ def cli_error(monkeypatch, capsys):
         GlobalHydra.instance().clear()
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
-        assert "Traceback" not in err, err
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith("error: ") and "Traceback" not in err, err  # one paragraph
+        assert not any(line.startswith("Error executing job") for line in lines), err
         assert not (run_dir / "checkpoints").exists()  # rejected before any training
         return err
 

@@ -62,6 +62,7 @@ def test_bad_override_exits_2_with_one_paragraph_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: Unknown choice model=vea. Valid choices for model:")
+    assert result.stderr.count("\n") == 1  # the paragraph alone: nothing before or after it
     assert "deep_ae" in result.stderr
 
 
@@ -84,6 +85,8 @@ def test_bad_override_exits_2_with_one_paragraph_and_no_traceback(tmp_path):
         ),
         (["ckpt_path=/no/such.pt"], "Checkpoint /no/such.pt does not exist"),
         (["trainer.precision=64"], "trainer.precision='64' is not a valid choice"),
+        (["+trainer.max_epoch=3"], "Unknown key trainer.max_epoch. Did you mean trainer.max_epo"),
+        (["+unknown_key=1"], "Unknown key unknown_key. Valid keys at the top level:"),
     ],
 )
 def test_bad_input_is_rejected_at_start_up(tmp_path, cli_error, args, needle):
