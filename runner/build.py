@@ -143,7 +143,9 @@ def build_optimizers(cfg: DictConfig, model: RunnerModel) -> dict[str, torch.opt
 def build_schedules(
     cfg: DictConfig, optimizers: dict[str, torch.optim.Optimizer], steps_per_epoch: int
 ) -> dict[str, Schedule]:
-    """One scheduler per optimiser; OneCycle-style schedulers get `steps_per_epoch` filled in."""
+    """One scheduler per optimiser. OneCycle-style schedulers get `steps_per_epoch` filled in,
+    and a peak `max_lr` left unset becomes each param group's own learning rate (so a GAN's two
+    optimisers and a fine-tuned backbone's lower rate keep their ratios)."""
     node = cfg.scheduler
     if node is None or node.get("scheduler") is None:
         return {}
@@ -152,8 +154,11 @@ def build_schedules(
     params = inspect.signature(get_object(node.scheduler._target_)).parameters
     if "steps_per_epoch" in params and node.scheduler.get("steps_per_epoch") is None:
         extra["steps_per_epoch"] = steps_per_epoch
+    peak_from_optimizer = "max_lr" in params and node.scheduler.get("max_lr") is None
     schedules = {}
     for name, optimizer in optimizers.items():
+        if peak_from_optimizer:
+            extra["max_lr"] = [group["lr"] for group in optimizer.param_groups]
         try:
             scheduler = make(optimizer, **extra)
         except (ValueError, TypeError) as exc:

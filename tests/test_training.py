@@ -145,3 +145,36 @@ def test_regularization_knobs_reach_the_model_and_optimizer(config, tmp_path):
     state = load_checkpoint(tmp_path / "run")
     assert state["optimizers"]["model"]["param_groups"][0]["weight_decay"] == 0.01
     assert any("running_mean" in k for k in state["model"])  # batch norm from regularization
+
+
+@pytest.mark.parametrize("scheduler", ["none", "step", "cosine", "onecycle", "plateau"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop", "gan_adam"])
+def test_every_scheduler_builds_and_steps_with_every_optimizer_preset(config, optimizer, scheduler):
+    from runner.build import build_model, build_optimizers, build_schedules
+
+    model_choice = "model=gan" if optimizer == "gan_adam" else "model=ae"
+    cfg = config(model_choice, f"optimizer={optimizer}", f"scheduler={scheduler}")
+    optimizers = build_optimizers(cfg, build_model(cfg))
+    schedules = build_schedules(cfg, optimizers, steps_per_epoch=10)
+    assert set(schedules) == (set() if scheduler == "none" else set(optimizers))
+    for name, schedule in schedules.items():
+        before = optimizers[name].param_groups[0]["lr"]
+        optimizers[name].step()
+        step = schedule.scheduler.step
+        step(1.0) if schedule.monitor else step()
+        assert optimizers[name].param_groups[0]["lr"] > 0
+        if scheduler == "onecycle":  # the peak is the optimiser's own configured rate
+            assert schedule.scheduler.optimizer.param_groups[0]["max_lr"] == pytest.approx(
+                before * 25.0  # OneCycle starts at max_lr / div_factor (25)
+            )
+
+
+def test_onecycle_keeps_a_fine_tuned_backbones_lower_rate(config, tmp_path):
+    from runner.build import build_model, build_optimizers, build_schedules
+
+    backbone = ("model.backbone=mobilenet_v3_small", "model.pretrained=none", "model.input_size=32")
+    cfg = config("model=transfer", *backbone, "scheduler=onecycle", "model.backbone_lr_scale=0.1")
+    optimizer = build_optimizers(cfg, build_model(cfg))["model"]
+    build_schedules(cfg, {"model": optimizer}, steps_per_epoch=10)
+    head, body = (group["max_lr"] for group in optimizer.param_groups)
+    assert body == pytest.approx(0.1 * head) and head == pytest.approx(cfg.optimizer.lr)
