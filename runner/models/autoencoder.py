@@ -3,6 +3,7 @@ denoising variants subclass it."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Literal
 
@@ -132,3 +133,10 @@ class Autoencoder(RunnerModel):
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs with their reconstructions beside them."""
         return {"reconstructions": image_pairs(x, self(x))}
+
+
+def autoencoder_arguments(values: dict, **changed) -> dict:
+    """The `Autoencoder` arguments among a subclass's `locals()`, with `changed` ones replaced:
+    subclasses spell out their whole signature (start-up checks read it) and pass the rest on."""
+    names = inspect.signature(Autoencoder.__init__).parameters
+    return {**{k: v for k, v in values.items() if k in names and k != "self"}, **changed}

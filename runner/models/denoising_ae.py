@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from runner.models.autoencoder import Autoencoder
+from runner.models.autoencoder import Autoencoder, autoencoder_arguments
 from runner.models.blocks import Activation, Init, Normalization, image_pairs
 
 NoiseType = Literal["gaussian", "masking", "salt_and_pepper"]
@@ -48,19 +48,7 @@ class DenoisingAutoencoder(Autoencoder):
         normalization: Normalization = "none",
         recon_loss: Literal["mse", "bce"] = "mse",
     ) -> None:
-        super().__init__(
-            in_shape,
-            latent_dim,
-            arch,
-            hidden_dims,
-            channels,
-            activation,
-            "none",
-            init,
-            dropout,
-            normalization,
-            recon_loss,
-        )
+        super().__init__(**autoencoder_arguments(locals(), code_activation="none"))
         self.noise_type = noise_type
         self.noise_level = noise_level
 

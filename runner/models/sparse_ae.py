@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from runner.models.autoencoder import Autoencoder
+from runner.models.autoencoder import Autoencoder, autoencoder_arguments
 from runner.models.blocks import Activation, Init, Normalization
 
 
@@ -37,17 +37,9 @@ class SparseAutoencoder(Autoencoder):
         recon_loss: Literal["mse", "bce"] = "mse",
     ) -> None:
         super().__init__(
-            in_shape,
-            latent_dim,
-            arch,
-            hidden_dims,
-            channels,
-            activation,
-            "relu" if sparsity == "l1" else "sigmoid",
-            init,
-            dropout,
-            normalization,
-            recon_loss,
+            **autoencoder_arguments(
+                locals(), code_activation="relu" if sparsity == "l1" else "sigmoid"
+            )
         )
         self.sparsity = sparsity
         self.sparsity_weight = sparsity_weight
