@@ -341,8 +341,9 @@ class SeqAutoencoder(RunnerModel):
     """Recurrent encoder -> `latent_dim` code -> recurrent decoder -> the series again.
 
     The decoder starts from the code (its initial state) and reads the code and the position in
-    the series at every step; a linear map from the code to the whole series runs beside it (the
-    best a linear decoder, such as PCA's, can do), so the recurrent part learns what is left.
+    the series at every step. Linear maps between the whole series and the code run beside the
+    encoder and the decoder, so the model contains what PCA can do and the recurrent parts learn
+    what is left.
     The loss is the MSE over observed steps. With `noise_type` set it is a denoising
     autoencoder: corrupted input, clean target.
     """
@@ -382,6 +383,7 @@ class SeqAutoencoder(RunnerModel):
             normalization=normalization,
         )
         self.to_code = nn.Linear(self.encoder.out_features, latent_dim)
+        self.linear_encoder = nn.Linear(self.steps * self.features, latent_dim)
         self.to_state = nn.Linear(latent_dim, hidden_size * num_layers)
         self.decoder = nn.GRU(
             latent_dim + 2, hidden_size, num_layers, batch_first=True, dropout=0.0
@@ -393,7 +395,10 @@ class SeqAutoencoder(RunnerModel):
         init_sequence_weights(self, init)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.to_code(self.encoder(*as_sequence(x)))
+        seq, lengths = as_sequence(x)
+        # Padding is zero here, so the linear path sees each series the same however padded.
+        flat = F.pad(seq, (0, 0, 0, max(self.steps - seq.shape[1], 0)))[:, : self.steps]
+        return self.to_code(self.encoder(seq, lengths)) + self.linear_encoder(flat.flatten(1))
 
     def decode(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Codes [B, latent_dim] -> sequences [B, steps, features]."""
