@@ -37,9 +37,9 @@ def timeseries(
     The archive's train/test split is kept; validation is carved from the training part
     (stratified, seeded). `shape` and `num_classes` are filled in from the data.
     """
-    train_file, test_file = _find_files(name, path, download, cache_dir)
-    x_train, y_train = _read(train_file)
-    x_test, y_test = _read(test_file)
+    train_file, test_file = find_files(name, path, download, cache_dir)
+    x_train, y_train = read_ts(train_file)
+    x_test, y_test = read_ts(test_file)
     classes = sorted(set(y_train.tolist()) | set(y_test.tolist()), key=_natural)
     index = {c: i for i, c in enumerate(classes)}
     length = max(_longest(x_train), _longest(x_test))
@@ -85,7 +85,7 @@ def _shipped_root() -> Path:
     return Path(aeon.datasets.__file__).parent / "data"
 
 
-def _find_files(
+def find_files(
     name: str, path: str | None, download: bool, cache_dir: str | None
 ) -> tuple[Path, Path]:
     """(train, test) `.ts` files: the user's folder, aeon's shipped copy, or the download cache."""
@@ -147,7 +147,7 @@ def _download(name: str, cache: Path) -> None:
         ) from None
 
 
-def _read(file: Path) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray]:
+def read_ts(file: Path) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray]:
     from aeon.datasets import load_from_ts_file
 
     try:
