@@ -5,16 +5,15 @@ transfer and clear errors."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import runner.train
 from runner.build import build_data, build_model
 from runner.data.sequence_augment import SequenceAugmentation, series_lengths
 from runner.data.timeseries import shipped_names, timeseries
@@ -308,41 +307,32 @@ def test_a_folder_without_ts_files_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
+        (["model.encoder=cnn"], "model.encoder='cnn' is not valid"),
+        (["model.in_shape=[64]"], "model=seq_classifier reads its input as a sequence"),
         (
-            ["model=seq_classifier", "model.encoder=transformer", "model.d_model=30"],
-            "model.d_model=30 is not divisible by model.nhead=4",
-        ),
-        (["model=seq_classifier", "model.in_shape=[64]"], "model=seq_classifier reads its input"),
-        (["model=seq_classifier", "model.encoder=cnn"], "model.encoder='cnn' is not valid"),
-        (
-            ["model=seq_classifier", "regularization.augmentation.jitter=0.1"],
+            ["regularization.augmentation.jitter=0.1"],
             "regularization.augmentation.jitter applies to series",
         ),
         (
-            [
-                "dataset=timeseries",
-                "model=seq_classifier",
-                "regularization.augmentation.rotation=5",
-            ],
+            ["dataset=timeseries", "regularization.augmentation.rotation=5"],
             "regularization.augmentation.rotation applies to images",
         ),
     ],
 )
-def test_bad_sequence_input_exits_2_at_start_up(tmp_path, monkeypatch, capsys, args, needle):
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        ["runner.train", *args, "trainer.progress_bar=false", f"hydra.run.dir={tmp_path}"],
-    )
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    GlobalHydra.instance().clear()
-    with pytest.raises(SystemExit) as exit_info:
-        runner.train.main()
-    GlobalHydra.instance().clear()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert needle in err, err
-    assert not (tmp_path / "checkpoints").exists()
+def test_bad_sequence_input_is_rejected_before_training(config, tmp_path, args, needle):
+    with pytest.raises(RunnerError, match=needle):
+        run(config("model=seq_classifier", *args))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_transformer_with_d_model_not_divisible_by_nhead_exits_2(tmp_path):
+    command = [sys.executable, "-m", "runner.train", "model=seq_classifier"]
+    command += ["model.encoder=transformer", "model.d_model=30", f"hydra.run.dir={tmp_path}"]
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "error: model.d_model=30 is not divisible by model.nhead=4" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_cv_folds_work_on_series(config, toy, tmp_path):
