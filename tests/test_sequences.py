@@ -299,6 +299,23 @@ def test_unknown_archive_name_lists_the_shipped_problems_and_how_to_get_others(c
         assert needle in message, message
 
 
+def test_archive_problems_not_shipped_say_where_to_put_their_files(tmp_path, monkeypatch):
+    import aeon.datasets
+
+    with pytest.raises(RunnerError, match="Adiac is in the UCR/UEA archive but does not ship"):
+        timeseries(name="Adiac", cache_dir=str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(aeon.datasets, "load_classification", offline)
+    with pytest.raises(RunnerError) as error:
+        timeseries(name="Adiac", download=True, cache_dir=str(tmp_path))
+    message = str(error.value)
+    assert "Could not download Adiac (Network is unreachable)" in message
+    assert f"Adiac_TRAIN.ts and Adiac_TEST.ts into {tmp_path / 'Adiac'}/" in message
+
+
 def test_a_folder_without_ts_files_is_a_clear_error(tmp_path):
     with pytest.raises(RunnerError, match="one pair of files <name>_TRAIN.ts"):
         timeseries(name="Toy", path=str(tmp_path))
