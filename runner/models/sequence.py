@@ -269,7 +269,8 @@ def load_encoder(encoder: nn.Module, pretrained: str) -> None:
 
 
 class SeqClassifier(Classifier):
-    """Sequence encoder -> dropout -> linear head. `features(x)` gives the pooled encoding."""
+    """Sequence encoder -> norm, dropout and a linear head. `features(x)` gives the pooled
+    encoding (what `runner.metrics.sample_quality` and transfer read)."""
 
     def __init__(
         self,
@@ -306,18 +307,19 @@ class SeqClassifier(Classifier):
             normalization,
         )
         width = self.encoder.out_features
-        self.head = nn.Sequential(_norm(normalization, width), nn.Dropout(dropout))
-        self.classify = nn.Linear(width, num_classes)
+        self.head = nn.Sequential(
+            _norm(normalization, width), nn.Dropout(dropout), nn.Linear(width, num_classes)
+        )
         self.num_classes = num_classes
         init_sequence_weights(self, init)
         if pretrained:
             load_encoder(self.encoder, pretrained)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(*as_sequence(x)))
+        return self.encoder(*as_sequence(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.features(x))
+        return self.head(self.features(x))
 
     def misclassified_picture(self, x: torch.Tensor, captions: list[str]) -> torch.Tensor:
         if x.dim() == 4:
