@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from runner.errors import RunnerError
+
+if TYPE_CHECKING:
+    from runner.data.sequence_augment import SequenceAugmentation
 
 
 class BatchAugmentation:
@@ -70,12 +76,11 @@ SEQUENCE_KEYS = ("jitter", "scaling", "time_warp", "window_slice")
 _SEQUENCE_OFF = {"jitter": 0.0, "scaling": 0.0, "time_warp": 0.0, "window_slice": 1.0}
 
 
-def make_augmentation(settings: dict, series: bool):
+def make_augmentation(settings: dict, series: bool) -> BatchAugmentation | SequenceAugmentation:
     """`regularization.augmentation` split by data kind: image keys build a BatchAugmentation,
     series keys (jitter, scaling, time_warp, window_slice) a SequenceAugmentation. Keys of the
     other kind must stay off, so a setting is never silently ignored."""
     from runner.data.sequence_augment import SequenceAugmentation
-    from runner.errors import RunnerError
 
     sequence = {k: settings.pop(k) for k in SEQUENCE_KEYS if k in settings}
     image_on = [k for k, v in settings.items() if v]
