@@ -361,3 +361,9 @@ def test_cv_folds_work_on_series(config, toy, tmp_path):
     assert "val/loss" in metrics
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert len(summary["folds"]) == 2
+
+
+def test_image_runs_do_not_import_aeon():
+    code = "import sys, runner.train; sys.exit('aeon' in sys.modules)"
+    root = Path(__file__).resolve().parent.parent
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
