@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=ENCODERS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--ae-epochs", type=int, default=300)
+    parser.add_argument("--ae-epochs", type=int, default=500)
     parser.add_argument("--latent-dim", type=int, default=8)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     args = parser.parse_args()
