@@ -12,9 +12,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner.data.augment import BatchAugmentation
+from runner.data.augment import BatchAugmentation, make_augmentation
 from runner.data.datasets import ImageData
 from runner.data.loader import Shard, make_loader
+from runner.data.sequence_augment import SequenceAugmentation
 from runner.distributed import DistContext
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
@@ -114,9 +115,12 @@ def build_loaders(
     return train, val, test
 
 
-def build_augmentation(cfg: DictConfig) -> BatchAugmentation:
-    return BatchAugmentation(
-        **OmegaConf.to_container(cfg.regularization.augmentation, resolve=True)
+def build_augmentation(cfg: DictConfig) -> BatchAugmentation | SequenceAugmentation:
+    """The augmentation for the loaded data's kind: images [C, H, W] or series [T, C]."""
+    shape = OmegaConf.select(cfg, "dataset.shape")
+    return make_augmentation(
+        OmegaConf.to_container(cfg.regularization.augmentation, resolve=True),
+        series=shape is not None and len(shape) == 2,
     )
 
 

@@ -43,6 +43,11 @@ class AugmentationConfig:
     hflip: bool = False
     brightness: float = 0.0
     contrast: float = 0.0
+    # Series (dataset=timeseries): see runner/data/sequence_augment.py
+    jitter: float = 0.0  # std of added Gaussian noise (series are z-normalised)
+    scaling: float = 0.0  # std of a per-series, per-channel factor around 1
+    time_warp: float = 0.0  # largest relative change of speed
+    window_slice: float = 1.0  # fraction of the length kept and stretched back; 1 = off
 
 
 @dataclass
@@ -166,6 +171,10 @@ def _fraction_closed(v: float) -> bool:
     return 0 <= v <= 1
 
 
+def _fraction_open_left(v: float) -> bool:
+    return 0 < v <= 1
+
+
 def _fraction_open(v: float) -> bool:
     return 0 < v < 1
 
@@ -187,6 +196,10 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "regularization.augmentation.scale": (_fraction_open_right, "a fraction in [0, 1)"),
     "regularization.augmentation.brightness": (_fraction_closed, "a number in [0, 1]"),
     "regularization.augmentation.contrast": (_fraction_closed, "a number in [0, 1]"),
+    "regularization.augmentation.jitter": (_non_negative, "a number >= 0"),
+    "regularization.augmentation.scaling": (_non_negative, "a number >= 0"),
+    "regularization.augmentation.time_warp": (_fraction_open_right, "a number in [0, 1)"),
+    "regularization.augmentation.window_slice": (_fraction_open_left, "a fraction in (0, 1]"),
     "trainer.max_epochs": (_positive, "an integer >= 1"),
     "trainer.batch_size": (_positive, "an integer >= 1"),
     "trainer.eval_batch_size": (_positive, "an integer >= 1, or null (= batch_size)"),

@@ -225,14 +225,15 @@ def free_memory(device: torch.device) -> int:
 
 
 class BatchPreprocessor:
-    """uint8 [0, 255] -> float [0, 1] on the device, plus augmentation for training batches."""
+    """uint8 [0, 255] -> float [0, 1] on the device (float data such as series is left as it
+    is), plus augmentation for training batches."""
 
     def __init__(self, augmentation: BatchAugmentation | None = None) -> None:
         self.augmentation = augmentation if augmentation and augmentation.enabled else None
 
     def __call__(self, batch: Batch, train: bool) -> Batch:
         images, labels = batch
-        x = images.float().div_(255.0)
+        x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         if train and self.augmentation is not None:
             x = self.augmentation(x)
         return x, labels

@@ -19,7 +19,7 @@ def log_latent_projector(
     class_names: list[str] | None = None,
     tag: str = "test/latent",
 ) -> int:
-    """Encode up to MAX_POINTS test images and write them to the projector; returns the count."""
+    """Encode up to MAX_POINTS test inputs and write them to the projector; returns the count."""
     if logger is None:
         return 0
     codes, labels, thumbs = [], [], []
@@ -28,12 +28,14 @@ def log_latent_projector(
         x, y = preprocess(batch, train=False)
         codes.append(encode(x).float().flatten(1).cpu())
         labels.append(y.cpu())
-        thumbs.append(x.float().cpu())
+        if x.dim() == 4:  # images get thumbnails; series have no picture to show
+            thumbs.append(x.float().cpu())
         seen += len(x)
         if seen >= MAX_POINTS:
             break
     codes_t = torch.cat(codes)[:MAX_POINTS]
     label_t = torch.cat(labels)[:MAX_POINTS].tolist()
     names = [class_names[i] if class_names else str(i) for i in label_t]
-    logger.embedding(codes_t, names, torch.cat(thumbs)[:MAX_POINTS], tag)
+    sprites = torch.cat(thumbs)[:MAX_POINTS] if thumbs else None
+    logger.embedding(codes_t, names, sprites, tag)
     return len(codes_t)

@@ -5,6 +5,7 @@ from runner.models.base import RunnerModel
 from runner.models.classifier import CNN, Classifier
 from runner.models.denoising_ae import DenoisingAutoencoder
 from runner.models.gan import GAN
+from runner.models.sequence import SeqAutoencoder, SeqClassifier
 from runner.models.sparse_ae import SparseAutoencoder
 from runner.models.transfer import TransferClassifier
 from runner.models.vae import VAE
@@ -16,6 +17,8 @@ __all__ = [
     "DenoisingAutoencoder",
     "GAN",
     "RunnerModel",
+    "SeqAutoencoder",
+    "SeqClassifier",
     "SparseAutoencoder",
     "TransferClassifier",
     "VAE",

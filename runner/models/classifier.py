@@ -40,7 +40,7 @@ class Classifier(RunnerModel):
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
         from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-        from runner.models.pictures import confusion_matrix_image, labelled_grid
+        from runner.models.pictures import confusion_matrix_image
 
         # Whole-set metrics run once on rank 0 under DDP: nothing to gather from other ranks.
         per_class = MulticlassAccuracy(self.num_classes, average=None, sync_on_compute=False)
@@ -61,7 +61,7 @@ class Classifier(RunnerModel):
         if logger is not None:
             images = {"test/confusion_matrix": confusion_matrix_image(confusion.compute(), names)}
             if wrong_images:
-                images["test/misclassified"] = labelled_grid(
+                images["test/misclassified"] = self.misclassified_picture(
                     torch.cat(wrong_images)[:32],
                     [
                         f"{names[t]}>{names[p]}"
@@ -70,6 +70,12 @@ class Classifier(RunnerModel):
                 )
             logger.images(images, 0)
         return {f"test/acc_class/{name}": float(a) for name, a in zip(names, accuracy)}
+
+    def misclassified_picture(self, x: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """The misclassified test inputs with "true>predicted" captions, as one image."""
+        from runner.models.pictures import labelled_grid
+
+        return labelled_grid(x, captions)
 
 
 class CNN(Classifier):

@@ -86,3 +86,44 @@ def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, size: int = 256) -
         draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colour)
         draw.text((px + 4, py - 6), str(label), fill=colour)
     return _to_tensor(image)
+
+
+def series_panels(
+    rows: list[torch.Tensor],
+    captions: list[str],
+    columns: int = 4,
+    width: int = 160,
+    height: int = 90,
+) -> torch.Tensor:
+    """Series [N, T, C] as line plots, one panel per series with a caption under it: the first
+    tensor solid, later ones (reconstructions) dashed on the same axes. NaN steps are not drawn.
+    Channels are coloured like PALETTE; panels share no scale (each fits its own range)."""
+    n = len(rows[0])
+    tile_h = height + 14
+    sheet = Image.new("RGB", (columns * width, -(-n // columns) * tile_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for k in range(n):
+        series = [r[k].float().cpu() for r in rows]
+        values = torch.cat([s.flatten() for s in series])
+        values = values[~torch.isnan(values)]
+        low, high = (values.min().item(), values.max().item()) if len(values) else (0.0, 1.0)
+        x0, y0 = (k % columns) * width, (k // columns) * tile_h
+        draw.rectangle((x0 + 1, y0 + 1, x0 + width - 2, y0 + height - 1), outline=(200, 200, 200))
+        for r, s in enumerate(series):
+            steps = s.shape[0]
+            for c in range(s.shape[1]):
+                points = [
+                    (
+                        x0 + 3 + t * (width - 6) / max(steps - 1, 1),
+                        y0 + height - 3 - (v - low) / max(high - low, 1e-6) * (height - 6),
+                    )
+                    for t, v in enumerate(s[:, c].tolist())
+                    if v == v  # not NaN
+                ]
+                # Dashed: every other segment of the reconstruction is left out.
+                for i, segment in enumerate(zip(points[:-1], points[1:])):
+                    if r == 0 or i % 2 == 0:
+                        draw.line(segment, fill=PALETTE[c % len(PALETTE)], width=1)
+        draw.text((x0 + 2, y0 + height + 1), captions[k], fill="black", font=font)
+    return _to_tensor(sheet)
