@@ -22,6 +22,8 @@ from runner.errors import RunnerError
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
+PLACEHOLDER = re.compile(r"<[^<>]*>")
+STAND_IN = "/stand/in"
 INLINE = re.compile(r"`((?:python -m runner\.|runner-train|torchrun )[^`]+)`")
 # Flags of Hydra's own command line that take no part in composing.
 HYDRA_FLAGS = {"-m", "--multirun", "--help", "--hydra-help", "--info"}
@@ -44,7 +46,9 @@ def documented_commands() -> list[tuple[str, list[str], str | None]]:
         for n, line in enumerate(lines):
             following = lines[n + 1] if n + 1 < len(lines) else ""
             error = following.removeprefix("error: ") if line.startswith("$ ") else None
-            tokens = shlex.split(os.path.expandvars(line.removeprefix("$ ")), comments=True)
+            # A placeholder such as <run folder> stands for a path: compose with a stand-in.
+            text = PLACEHOLDER.sub(STAND_IN, os.path.expandvars(line.removeprefix("$ ")))
+            tokens = shlex.split(text, comments=True)
             for i, token in enumerate(tokens):
                 module = token if token == "runner-train" else None
                 if token == "-m" and i + 1 < len(tokens) and tokens[i + 1].startswith("runner."):
@@ -96,7 +100,7 @@ def test_documented_command_composes(where, tokens, error, tmp_path):
             skip = False
         elif arg in HYDRA_FLAGS_WITH_VALUE:
             skip = True
-        elif arg not in HYDRA_FLAGS and arg != "..." and not arg.startswith("<"):
+        elif arg not in HYDRA_FLAGS and arg not in ("...", STAND_IN):
             overrides.append(arg)
     if error is None:
         validate(compose_run_config(tmp_path, first_values(overrides)))
