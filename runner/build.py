@@ -7,19 +7,18 @@ import logging
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.data.augment import BatchAugmentation, make_augmentation
 from runner.data.datasets import ImageData
+from runner.data.folds import fold_split, split_labels
 from runner.data.loader import Shard, make_loader
 from runner.data.sequence_augment import SequenceAugmentation
 from runner.distributed import DistContext
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
-from runner.search.cv import fold_split, split_labels
 from runner.training.loop import Schedule
 
 log = logging.getLogger(__name__)
@@ -169,55 +168,3 @@ def build_schedules(
             raise RunnerError(f"Invalid scheduler settings: {exc}.") from None
         schedules[name] = Schedule(scheduler, node.interval, node.get("monitor"))
     return schedules
-
-
-def hparams_of(cfg: DictConfig) -> dict[str, Any]:
-    """The run's choices and knobs, flat, for TensorBoard's HParams tab."""
-    params: dict[str, Any] = {}
-    if HydraConfig.initialized():
-        choices = HydraConfig.get().runtime.choices
-        for group in ("model", "dataset", "optimizer", "scheduler", "experiment"):
-            if choices.get(group) is not None:
-                params[group] = choices[group]
-    for section in ("model", "dataset", "optimizer", "scheduler", "regularization", "trainer"):
-        node = OmegaConf.select(cfg, section)
-        if isinstance(node, DictConfig):
-            _flatten(OmegaConf.to_container(node, resolve=True), section, params)
-    return lead_with_overrides(params)
-
-
-def lead_with_overrides(params: dict[str, Any]) -> dict[str, Any]:
-    """What this run's command line set comes first (in a sweep: what differs between its
-    trials, which the HParams table then shows in its first columns); the rest keeps its order."""
-    if not HydraConfig.initialized():
-        return params
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-    first = [k for k in keys if k in params]
-    return {**{k: params[k] for k in first}, **params}
-
-
-_SKIP = {
-    "_target_",
-    "_partial_",
-    "_recursive_",
-    "_convert_",
-    "root",
-    "path",
-    "cache_dir",
-    "in_shape",
-}
-
-
-def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key not in _SKIP:
-                _flatten(value, f"{prefix}.{key}", out)
-    else:
-        out[prefix] = (
-            "null"
-            if node is None
-            else node
-            if isinstance(node, bool | int | float | str)
-            else str(node)
-        )

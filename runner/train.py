@@ -25,7 +25,6 @@ from runner.build import (
     build_model,
     build_optimizers,
     build_schedules,
-    hparams_of,
 )
 from runner.config import CONF_DIR, register_configs, validate
 from runner.console import handle_user_errors, reported
@@ -39,7 +38,7 @@ from runner.training.device import resolve_precision, seed_everything, select_de
 from runner.training.early_stopping import EarlyStopping
 from runner.training.loop import Trainer
 from runner.training.step import OptimizerStep
-from runner.training.tensorboard import TensorBoardLogger
+from runner.training.tensorboard import TensorBoardLogger, hparams_of
 
 log = logging.getLogger("runner.train")
 register_configs()

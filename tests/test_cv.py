@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from runner.data.datasets import digits
-from runner.search.cv import fold_split, run_folds
+from runner.data.folds import fold_split
+from runner.search.cv import run_folds
 from runner.train import run
 
 

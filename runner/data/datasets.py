@@ -87,7 +87,7 @@ def carve_splits(
     """Carve a seeded, stratified val split from train, then keep `train_subset` examples."""
     keep, val_index = stratified_split(labels, val_fraction, split_seed)
     keep = keep[keep_subset(labels[keep], train_subset, split_seed)]
-    return _take(train, keep), _take(train, val_index), test
+    return take(train, keep), take(train, val_index), test
 
 
 def keep_subset(labels: np.ndarray, train_subset: int | None, seed: int) -> np.ndarray:
@@ -103,7 +103,8 @@ def keep_subset(labels: np.ndarray, train_subset: int | None, seed: int) -> np.n
     return keep
 
 
-def _take(split: Split, index: np.ndarray) -> Split:
+def take(split: Split, index: np.ndarray) -> Split:
+    """The examples at `index` of a split (a view for in-memory splits)."""
     if isinstance(split, TensorSplit):
         return split.subset(index)
     return Subset(split, index.tolist())
@@ -338,7 +339,7 @@ def image_folder(
     if "all" in sources:
         data, labels = sources["all"], split_labels["all"]
         rest, test_index = stratified_split(labels, test_fraction, split_seed)
-        train_pool, test = _take(data, rest), _take(data, test_index)
+        train_pool, test = take(data, rest), take(data, test_index)
         train, val, test = carve_splits(
             train_pool, test, labels[rest], val_fraction, train_subset, split_seed
         )
@@ -348,7 +349,7 @@ def image_folder(
             raise RunnerError(f"{root} has a train/ folder but no test/ folder.")
         if "val" in sources:
             keep = keep_subset(split_labels["train"], train_subset, split_seed)
-            train, val = _take(sources["train"], keep), sources["val"]
+            train, val = take(sources["train"], keep), sources["val"]
         else:
             train, val, test = carve_splits(
                 sources["train"],

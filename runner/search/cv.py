@@ -1,5 +1,6 @@
 """K-fold cross-validation: `cv.folds=K` trains K models on seeded, stratified folds of
-train + val, each in its own run folder, and returns the mean of the monitored metric."""
+train + val (runner.data.folds), each in its own run folder, and returns the mean of the
+monitored metric."""
 
 from __future__ import annotations
 
@@ -7,56 +8,14 @@ import copy
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig, open_dict
-from torch.utils.data import ConcatDataset, Subset
 
-from runner.data.datasets import ImageData, Split, TensorSplit
 from runner.errors import RunnerError
 
 log = logging.getLogger(__name__)
-
-
-def fold_split(data: ImageData, folds: int, fold: int, seed: int) -> ImageData:
-    """`data` with train/val replaced by fold `fold` of `folds` over train + val; test untouched."""
-    from sklearn.model_selection import KFold, StratifiedKFold  # only for cross-validation
-
-    if isinstance(data.train, TensorSplit) and isinstance(data.val, TensorSplit):
-        pool: Split = TensorSplit(
-            torch.cat([data.train.images, data.val.images]),
-            torch.cat([data.train.labels, data.val.labels]),
-        )
-    else:
-        pool = ConcatDataset([data.train, data.val])
-    labels = np.concatenate([split_labels(data.train), split_labels(data.val)])
-    if folds > len(labels):
-        raise RunnerError(f"cv.folds={folds} is more than the {len(labels)} train + val examples.")
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    if np.unique(labels, return_counts=True)[1].min() < folds:  # a class too small for every fold
-        splitter = KFold(folds, shuffle=True, random_state=seed)
-    train_index, val_index = list(splitter.split(np.zeros(len(labels)), labels))[fold]
-    return replace(data, train=_take(pool, train_index), val=_take(pool, val_index))
-
-
-def split_labels(split: Split) -> np.ndarray:
-    """The labels of a split, without decoding its images where the dataset knows them."""
-    if isinstance(split, TensorSplit):
-        return split.labels.numpy()
-    if isinstance(split, Subset):
-        return split_labels(split.dataset)[np.asarray(split.indices)]
-    if isinstance(split, ConcatDataset):
-        return np.concatenate([split_labels(d) for d in split.datasets])
-    if hasattr(split, "targets"):
-        return np.asarray(split.targets)
-    return np.asarray([label for _, label in split])
-
-
-def _take(split: Split, index: np.ndarray) -> Split:
-    return split.subset(index) if isinstance(split, TensorSplit) else Subset(split, index.tolist())
 
 
 def run_folds(cfg: DictConfig, run: Callable[[DictConfig], dict[str, float]]) -> dict[str, float]:
@@ -102,8 +61,7 @@ def log_summary(cfg: DictConfig, out: Path, cv: dict[str, float], folds: int) ->
     """The mean and std as scalars and as the HParams row of the parent run."""
     if not cfg.logger.tensorboard:
         return
-    from runner.build import hparams_of
-    from runner.training.tensorboard import TensorBoardLogger
+    from runner.training.tensorboard import TensorBoardLogger, hparams_of
 
     logger = TensorBoardLogger(out)
     try:

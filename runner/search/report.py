@@ -100,8 +100,7 @@ def log_unfinished_trial(result: Any, trial: Any, metric: str, minimize: bool) -
     cfg = result.cfg
     if not cfg.logger.tensorboard or not cfg.logger.log_hparams:
         return
-    from runner.build import hparams_of
-    from runner.training.tensorboard import TensorBoardLogger
+    from runner.training.tensorboard import TensorBoardLogger, hparams_of
 
     params = hparams_of(cfg)
     choices = result.hydra_cfg.hydra.runtime.choices

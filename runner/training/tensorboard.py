@@ -1,4 +1,5 @@
-"""TensorBoard: scalars per epoch, image grids, and one HParams row per run."""
+"""TensorBoard: scalars per epoch, image grids, the Custom Scalars layout, and one HParams row
+per run with the run's choices (`hparams_of`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -84,3 +87,55 @@ def custom_scalars_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
     if parts:
         layout["per class"] = {chart: ["Multiline", [f"^{chart}/.*"]] for chart in sorted(parts)}
     return layout
+
+
+def hparams_of(cfg: DictConfig) -> dict[str, Any]:
+    """The run's choices and knobs, flat, for TensorBoard's HParams tab."""
+    params: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+        for group in ("model", "dataset", "optimizer", "scheduler", "experiment"):
+            if choices.get(group) is not None:
+                params[group] = choices[group]
+    for section in ("model", "dataset", "optimizer", "scheduler", "regularization", "trainer"):
+        node = OmegaConf.select(cfg, section)
+        if isinstance(node, DictConfig):
+            _flatten(OmegaConf.to_container(node, resolve=True), section, params)
+    return lead_with_overrides(params)
+
+
+def lead_with_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """What this run's command line set comes first (in a sweep: what differs between its
+    trials, which the HParams table then shows in its first columns); the rest keeps its order."""
+    if not HydraConfig.initialized():
+        return params
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    first = [k for k in keys if k in params]
+    return {**{k: params[k] for k in first}, **params}
+
+
+_SKIP = {
+    "_target_",
+    "_partial_",
+    "_recursive_",
+    "_convert_",
+    "root",
+    "path",
+    "cache_dir",
+    "in_shape",
+}
+
+
+def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key not in _SKIP:
+                _flatten(value, f"{prefix}.{key}", out)
+    else:
+        out[prefix] = (
+            "null"
+            if node is None
+            else node
+            if isinstance(node, bool | int | float | str)
+            else str(node)
+        )
