@@ -385,6 +385,10 @@ class SeqAutoencoder(RunnerModel):
             dropout=dropout,
             normalization=normalization,
         )
+        # regularization.dropout and .normalization act on the encoding in every configuration
+        # (inside the encoder they reach only stacked layers or a conv stem).
+        self.code_norm = _norm(normalization, self.encoder.out_features)
+        self.code_dropout = nn.Dropout(dropout)
         self.to_code = nn.Linear(self.encoder.out_features, latent_dim)
         self.linear_encoder = nn.Linear(self.steps * self.features, latent_dim)
         self.to_state = nn.Linear(latent_dim, hidden_size * num_layers)
@@ -401,7 +405,8 @@ class SeqAutoencoder(RunnerModel):
         seq, lengths = as_sequence(x)
         # Padding is zero here, so the linear path sees each series the same however padded.
         flat = F.pad(seq, (0, 0, 0, max(self.steps - seq.shape[1], 0)))[:, : self.steps]
-        return self.to_code(self.encoder(seq, lengths)) + self.linear_encoder(flat.flatten(1))
+        encoding = self.code_dropout(self.code_norm(self.encoder(seq, lengths)))
+        return self.to_code(encoding) + self.linear_encoder(flat.flatten(1))
 
     def decode(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Codes [B, latent_dim] -> sequences [B, steps, features]."""
