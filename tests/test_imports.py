@@ -25,3 +25,20 @@ def test_importing_the_runner_leaves_the_heavy_optional_modules_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_run_on_cached_mnist_tensors_does_not_import_torchvision(tiny_mnist, tmp_path):
+    from runner.build import build_data
+    from runner.config import compose_run_config
+
+    overrides = ["dataset=mnist", f"dataset.root={tiny_mnist}"]
+    build_data(compose_run_config(tmp_path / "first", overrides))  # decodes and caches
+    code = (
+        "import json, sys; from runner.build import build_data; "
+        "from runner.config import compose_run_config; "
+        f"data = build_data(compose_run_config({str(tmp_path / 'again')!r}, {overrides!r})); "
+        "print(json.dumps([data.class_names[0], 'torchvision' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first_class, imported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert first_class == "0 - zero" and not imported  # torchvision's MNIST class names, kept

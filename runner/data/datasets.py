@@ -8,6 +8,7 @@ stay on disk and are read by a DataLoader with workers.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -194,9 +195,6 @@ def torchvision_images(
     cache_dir: str | None = None,
 ) -> ImageData:
     """MNIST, Fashion-MNIST, KMNIST or CIFAR-10 through torchvision, decoded once and cached."""
-    import torchvision.datasets as tvd
-
-    cls = getattr(tvd, name)
     root_path = Path(root).expanduser()
     cache = Path(cache_dir) if cache_dir else cache_dir_for(root_path / name / "cache", name)
     splits = {}
@@ -204,9 +202,9 @@ def torchvision_images(
         part = "train" if train else "test"
         splits[part] = load_or_build(
             cache / f"{part}-uint8.pt",
-            lambda train=train: _decode_torchvision(cls, name, root_path, cache, train, download),
+            lambda train=train: _decode_torchvision(name, root_path, cache, train, download),
         )
-    classes = list(getattr(cls, "classes", [str(i) for i in range(num_classes)]))
+    classes = _class_names(name, cache, num_classes)
     found_shape = tuple(splits["train"].images.shape[1:])
     _check_declared(found_shape, shape, len(classes), num_classes, name)
     train, val, test = carve_splits(
@@ -220,7 +218,31 @@ def torchvision_images(
     return ImageData(train, val, test, found_shape, len(classes), classes)
 
 
-def _decode_torchvision(cls, name: str, root: Path, cache: Path, train: bool, download: bool):
+def _class_names(name: str, cache: Path, num_classes: int) -> list[str]:
+    """The dataset's class names, kept beside its cache: a run on cached tensors then need not
+    import torchvision.datasets (which loads torchvision's model zoo, over a second)."""
+    file = cache / "classes.json"
+    try:
+        return list(json.loads(file.read_text()))
+    except (OSError, ValueError):
+        pass
+    import torchvision.datasets as tvd
+
+    classes = list(getattr(getattr(tvd, name), "classes", [str(i) for i in range(num_classes)]))
+    try:  # under a private name, then renamed: parallel trials may write it at once
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(classes, f)
+        os.replace(tmp, file)
+    except OSError:
+        pass  # a read-only cache folder: the names are looked up again next time
+    return classes
+
+
+def _decode_torchvision(name: str, root: Path, cache: Path, train: bool, download: bool):
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, name)
     source = _readable_root(name, root, cache)
     try:
         ds = cls(str(source), train=train, download=download)
