@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from runner.build import build_data, build_loaders
+from runner.build import build_data
 from runner.config import CONF_DIR
 from runner.console import reported
 from runner.data.loader import BatchPreprocessor, make_loader
@@ -87,7 +87,7 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
     precision = resolve_precision(t.precision, device)
     data = build_data(cfg)
     check_data_fits(run, list(data.shape), data.num_classes)  # as found, not only as declared
-    loaders = dict(zip(("train", "val", "test"), build_loaders(cfg, data, device, t.seed)))
+    batch = t.eval_batch_size or t.batch_size
     model = run.model.to(device)
     model.class_names = data.class_names
     logger = TensorBoardLogger(out) if cfg.logger.tensorboard else None
@@ -101,12 +101,10 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
     )
     started = time.perf_counter()
     try:
-        loader = loaders[split]
-        if split == "train":  # every training example once, in order
-            eval_batch = t.eval_batch_size or t.batch_size
-            loader = make_loader(
-                data.train, eval_batch, device, t.loader, num_workers=t.num_workers
-            )
+        # The split in order, unaugmented, as training's test pass reads its split.
+        loader = make_loader(
+            getattr(data, split), batch, device, t.loader, num_workers=t.num_workers
+        )
         tested = trainer.test(model, loader)
         metrics = {f"{split}/{k.split('/', 1)[1]}": v for k, v in tested.items()}
         if logger is not None:

@@ -18,11 +18,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from runner.build import build_data, build_loaders
+from runner.build import build_data
 from runner.config import CONF_DIR
 from runner.console import reported
 from runner.data.files import image_files, read_images
-from runner.data.loader import BatchPreprocessor
+from runner.data.loader import BatchPreprocessor, make_loader
 from runner.entry import Option, positive_int, prepare, start
 from runner.errors import RunnerError
 from runner.runs import Run
@@ -96,7 +96,10 @@ def first_test_images(cfg: DictConfig, device: torch.device, count: int) -> torc
     data = build_data(cfg)
     preprocess = BatchPreprocessor()
     images, total = [], 0
-    for batch in build_loaders(cfg, data, device, cfg.trainer.seed)[2]:
+    batch_size = cfg.trainer.eval_batch_size or cfg.trainer.batch_size
+    for batch in make_loader(
+        data.test, batch_size, device, cfg.trainer.loader, num_workers=cfg.trainer.num_workers
+    ):
         x, _ = preprocess(batch, train=False)
         images.append(x)
         total += len(x)

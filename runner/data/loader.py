@@ -96,7 +96,11 @@ class DeviceLoader:
 
     def whole(self) -> DeviceLoader:
         """The same loader over every example (for work done once, on rank 0)."""
-        return self if self.shard.world_size == 1 else replace_shard(self, Shard())
+        if self.shard.world_size == 1:
+            return self
+        whole = copy.copy(self)  # shares the tensors already on the device
+        whole.shard = Shard()
+        return whole
 
 
 class HostLoader:
@@ -166,13 +170,6 @@ class HostLoader:
                 self.split, batch_size, self.device, shuffle, drop_last, seed, Shard(), num_workers
             )
         return self._whole
-
-
-def replace_shard(loader: DeviceLoader, shard: Shard) -> DeviceLoader:
-    """A DeviceLoader sharing `loader`'s tensors, reading another shard."""
-    other = copy.copy(loader)
-    other.shard = shard
-    return other
 
 
 def make_loader(

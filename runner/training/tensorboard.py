@@ -68,13 +68,13 @@ def custom_scalars_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
     """{section: {chart: ["Multiline", tags or regexes]}} for metric names `split/name[/part]`:
     `train/m` beside `val/m` (and `test/m`) on chart `m`; every `split/name/<part>` on one chart."""
     charts: dict[str, list[str]] = {}
-    parts: dict[str, list[str]] = {}
+    parts: set[str] = set()
     for name in sorted(set(names)):
         split, _, rest = name.partition("/")
         if not rest:
             continue
         if "/" in rest:  # test/acc_class/<class>: one curve per part on one chart
-            parts.setdefault(f"{split}/{rest.split('/')[0]}", [])
+            parts.add(f"{split}/{rest.split('/')[0]}")
         else:
             charts.setdefault(rest, []).append(name)
     order = {"train": 0, "val": 1, "test": 2}
