@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def _instantiate(node: DictConfig, what: str, *args: Any, **kwargs: Any) -> Any:
-    """hydra's instantiate, with a user's RunnerError passed through as itself."""
+    """hydra's instantiate, with a user's RunnerError passed through as itself. The objects get
+    plain values (a choice as its string), which their state dicts save as they are."""
+    plain = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     try:
-        return instantiate(node, *args, **kwargs)
+        return instantiate(plain, *args, **kwargs)
     except InstantiationException as exc:
         cause = exc.__cause__
         if isinstance(cause, RunnerError):
@@ -118,7 +120,7 @@ def build_augmentation(cfg: DictConfig) -> BatchAugmentation | SequenceAugmentat
     """The augmentation for the loaded data's kind: images [C, H, W] or series [T, C]."""
     shape = OmegaConf.select(cfg, "dataset.shape")
     return make_augmentation(
-        OmegaConf.to_container(cfg.regularization.augmentation, resolve=True),
+        OmegaConf.to_container(cfg.regularization.augmentation, resolve=True, enum_to_str=True),
         series=shape is not None and len(shape) == 2,
     )
 
@@ -133,10 +135,8 @@ def build_model(cfg: DictConfig) -> RunnerModel:
 
 
 def build_optimizers(cfg: DictConfig, model: RunnerModel) -> dict[str, torch.optim.Optimizer]:
-    if cfg.optimizer.get("_target_") is None:  # one optimiser per network (the GAN's G and D)
-        make_optimizer = {k: _instantiate(v, f"optimizer.{k}") for k, v in cfg.optimizer.items()}
-    else:
-        make_optimizer = _instantiate(cfg.optimizer, "the optimizer")
+    """The family's optimisers (one per network for the GAN) from the configured partial."""
+    make_optimizer = _instantiate(cfg.optimizer, "the optimizer")
     try:
         return model.configure_optimizers(make_optimizer)
     except ValueError as exc:  # torch validates hyperparameters (betas, momentum, ...)

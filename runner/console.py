@@ -21,12 +21,12 @@ _explain = {"on": False}
 
 def user_error_message(exc: BaseException) -> str | None:
     """The paragraph for a mistake the user can fix (or a peer rank's failure); None for a bug."""
-    from runner.config import explain_hydra_error
+    from runner.validation import explain_hydra_error
 
     if isinstance(exc, RunnerError):
         return str(exc)
     if isinstance(exc, HydraException | OmegaConfBaseException):
-        return explain_hydra_error(exc, sys.argv[1:])
+        return explain_hydra_error(exc)
     if distributed.is_peer_failure(exc):
         first = str(exc).splitlines()[0] if str(exc) else ""
         return (

@@ -12,10 +12,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner.config import register_configs, validate
+from runner.config import register_configs
 from runner.console import handle_user_errors
 from runner.errors import RunnerError
 from runner.runs import Run, checkpoint_file, load_run
+from runner.validation import validate
 
 GROUPS = ("model", "dataset", "optimizer", "scheduler", "regularization", "trainer", "logger")
 

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from runner.build import build_data
-from runner.config import CONF_DIR
+from runner.config import CONF_DIR, TrainerConfig, settings_of
 from runner.console import reported
 from runner.data.loader import BatchPreprocessor, make_loader
 from runner.entry import Option, prepare, start, with_overrides
@@ -81,7 +81,7 @@ def check_data_fits(run: Run, shape: list[int], num_classes: int | None) -> None
 
 def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, float]:
     """`<split>/*` metrics, the family's whole-set metrics and pictures; metrics.json and events."""
-    t = cfg.trainer
+    t = settings_of(cfg.trainer, TrainerConfig)
     seed_everything(t.seed, t.deterministic)
     device = select_device(t.device)
     precision = resolve_precision(t.precision, device)
@@ -92,12 +92,11 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
     model.class_names = data.class_names
     logger = TensorBoardLogger(out) if cfg.logger.tensorboard else None
     trainer = Trainer(
-        max_epochs=0,
+        t,
         step=OptimizerStep(device, precision),
         preprocess=BatchPreprocessor(),
         monitor=cfg.optimized_metric,
         logger=logger,
-        progress_bar=t.progress_bar,
     )
     started = time.perf_counter()
     try:

@@ -26,7 +26,7 @@ from runner.build import (
     build_optimizers,
     build_schedules,
 )
-from runner.config import CONF_DIR, register_configs, validate
+from runner.config import CONF_DIR, LoggerConfig, TrainerConfig, register_configs, settings_of
 from runner.console import handle_user_errors, reported
 from runner.data.loader import BatchPreprocessor
 from runner.metrics.reference import resolve_auto
@@ -39,6 +39,7 @@ from runner.training.early_stopping import EarlyStopping
 from runner.training.loop import Trainer
 from runner.training.step import OptimizerStep
 from runner.training.tensorboard import TensorBoardLogger, hparams_of
+from runner.validation import validate
 
 log = logging.getLogger("runner.train")
 register_configs()
@@ -62,7 +63,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)  # before joining a process group: every rank fails alike, none waits
     resolve_auto(cfg, dataset_choice())  # model.fd_classifier=auto: trained once, then reused
     out = Path(cfg.paths.output_dir)
-    t = cfg.trainer
+    t = settings_of(cfg.trainer, TrainerConfig)  # the trainer group, typed, in one piece
     ddp = distributed.init_distributed(t.strategy, t.device, t.ddp_timeout_min)
     share_resources(cfg)
     main = ddp is None or ddp.is_main  # only rank 0 writes logs, checkpoints and metrics
@@ -98,12 +99,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     es = cfg.regularization.early_stopping
     logger = (
-        TensorBoardLogger(out, purge_step=resume["epoch"] if resume else None)
+        TensorBoardLogger(
+            out,
+            settings_of(cfg.logger, LoggerConfig),
+            purge_step=resume["epoch"] if resume else None,
+        )
         if cfg.logger.tensorboard and main
         else None
     )
     trainer = Trainer(
-        max_epochs=t.max_epochs,
+        t,
         step=OptimizerStep(device, precision, cfg.regularization.grad_clip),
         preprocess=BatchPreprocessor(build_augmentation(cfg)),
         monitor=cfg.optimized_metric,
@@ -113,13 +118,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         else None,
         checkpoint_dir=out / "checkpoints" if main else None,
         logger=logger,
-        log_images=cfg.logger.log_images,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        progress_bar=t.progress_bar,
-        log_every_n_steps=t.log_every_n_steps,
-        limit_train_batches=t.limit_train_batches,
-        image_every_n_epochs=cfg.logger.image_every_n_epochs,
-        num_images=cfg.logger.num_images,
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         callbacks=pruning_callbacks(cfg),
     )
     started = time.perf_counter()

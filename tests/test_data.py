@@ -1,5 +1,6 @@
 """Datasets, splits, the device loader and batch augmentation."""
 
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,30 @@ def test_digits_splits_are_disjoint_stratified_and_seeded():
     assert torch.equal(again.val.images, data.val.images)
     other = digits(val_fraction=0.1, split_seed=1)
     assert not torch.equal(other.val.images, data.val.images)
+
+
+def test_a_cached_split_is_scikit_learns_and_spares_its_import(tmp_path):
+    """The second run on the same labels reads the split back, without importing scikit-learn."""
+    code = (
+        "import sys, numpy as np; from runner.data.datasets import stratified_split; "
+        "keep, held = stratified_split(np.arange(200) % 7, 0.2, 3); "
+        "print('sklearn' in sys.modules, held.tolist())"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    (imported_first, held_first), (imported_again, held_again) = (
+        r.stdout.split(" ", 1) for r in runs
+    )
+    assert (imported_first, imported_again) == ("True", "False"), runs[1].stderr
+    assert held_first == held_again
+    from sklearn.model_selection import train_test_split
+
+    labels = np.arange(200) % 7
+    _, held = train_test_split(np.arange(200), test_size=0.2, stratify=labels, random_state=3)
+    assert held_again.strip() == str(sorted(held.tolist()))
 
 
 def test_train_subset_keeps_n_examples_per_class_balance():

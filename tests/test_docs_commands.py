@@ -15,9 +15,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from runner import eval as eval_app
 from runner import evaluate_samples, predict, sample
-from runner.config import compose_run_config, explain_hydra_error, validate
+from runner.config import compose_run_config
 from runner.entry import read_options
 from runner.errors import RunnerError
+from runner.validation import explain_hydra_error, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -109,5 +110,5 @@ def test_documented_command_composes(where, tokens, error, tmp_path):
     with pytest.raises(Exception) as raised:
         validate(compose_run_config(tmp_path, overrides))
     exc = raised.value
-    message = str(exc) if isinstance(exc, RunnerError) else explain_hydra_error(exc, overrides)
+    message = str(exc) if isinstance(exc, RunnerError) else explain_hydra_error(exc)
     assert message.startswith(shown), f"{where}: the docs show {shown!r}; the runner: {message!r}"

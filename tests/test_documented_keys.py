@@ -6,8 +6,8 @@ import copy
 import pytest
 from omegaconf import open_dict
 
-from runner.config import validate
 from runner.errors import RunnerError
+from runner.validation import validate
 
 FAMILIES = [
     "ae",

@@ -2,9 +2,9 @@
 
 import pytest
 
-from runner.config import validate
 from runner.errors import RunnerError
 from runner.train import run
+from runner.validation import validate
 
 # One short run per value: two batches of digits, no TensorBoard.
 SHORT = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=none")

@@ -260,7 +260,7 @@ def test_transfer_on_an_image_folder_reports_its_class_names(config, tmp_path, m
     ],
 )
 def test_bad_transfer_settings_are_refused_before_training(config, override, message):
-    from runner.config import validate
+    from runner.validation import validate
 
     with pytest.raises(RunnerError, match=message):
         validate(config("model=transfer", override))

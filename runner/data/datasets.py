@@ -16,13 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, PositiveInt
 from torch.utils.data import Dataset, Subset
 
 from runner.errors import RunnerError
+
+# The share of examples a split takes.
+SplitFraction = Annotated[float, Field(gt=0, lt=1)]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,23 @@ class ImageData:
 def stratified_split(
     labels: np.ndarray, test_size: float | int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of (keep, held_out), stratified by label where every class can be represented."""
-    from sklearn.model_selection import train_test_split  # only when a split is made
+    """Indices of (keep, held_out), stratified by label where every class can be represented.
+
+    scikit-learn draws the split; it is cached by the labels, the size, the seed and
+    scikit-learn's version, so later runs on the same data (a sweep's trials, a resumed run)
+    read it back instead of importing scikit-learn again (about a second)."""
+    from importlib.metadata import version
+
+    labels = np.asarray(labels, dtype=np.int64)
+    what = repr((test_size, seed, version("scikit-learn"))).encode()
+    key = hashlib.sha256(labels.tobytes() + what).hexdigest()[:32]
+    cached = user_cache_dir() / "splits" / f"{key}.npz"
+    try:
+        with np.load(cached) as saved:
+            return saved["keep"], saved["held"]
+    except (OSError, KeyError, ValueError):  # not cached yet, or a broken file: draw it again
+        pass
+    from sklearn.model_selection import train_test_split
 
     index = np.arange(len(labels))
     try:
@@ -74,7 +93,16 @@ def stratified_split(
         )
     except ValueError:  # too few examples per class to stratify: a seeded plain split
         keep, held = train_test_split(index, test_size=test_size, random_state=seed)
-    return np.sort(keep), np.sort(held)
+    keep, held = np.sort(keep), np.sort(held)
+    try:  # a private temporary name: parallel trials may cache the same split at once
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as file:
+            np.savez(file, keep=keep, held=held)
+        os.replace(tmp, cached)
+    except OSError as exc:  # a read-only home only costs the next run the import
+        log.debug("Split not cached (%s).", exc)
+    return keep, held
 
 
 def carve_splits(
@@ -156,10 +184,10 @@ def load_or_build(cache_file: Path, build: callable) -> TensorSplit:
 
 
 def digits(
-    val_fraction: float = 0.1,
-    train_subset: int | None = None,
+    val_fraction: SplitFraction = 0.1,
+    train_subset: PositiveInt | None = None,
     split_seed: int = 0,
-    test_fraction: float = 0.2,
+    test_fraction: SplitFraction = 0.2,
     shape: Sequence[int] = (1, 8, 8),
     num_classes: int = 10,
 ) -> ImageData:
@@ -187,8 +215,8 @@ def torchvision_images(
     name: TorchvisionName,
     root: str,
     download: bool = True,
-    val_fraction: float = 0.1,
-    train_subset: int | None = None,
+    val_fraction: SplitFraction = 0.1,
+    train_subset: PositiveInt | None = None,
     split_seed: int = 0,
     shape: Sequence[int] = (1, 28, 28),
     num_classes: int = 10,
@@ -307,12 +335,12 @@ def image_folder(
     path: str,
     shape: Sequence[int] = (3, 64, 64),
     num_classes: int | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    train_subset: int | None = None,
+    val_fraction: SplitFraction = 0.1,
+    test_fraction: SplitFraction = 0.1,
+    train_subset: PositiveInt | None = None,
     split_seed: int = 0,
     in_memory: Literal["auto", "always", "never"] = "auto",
-    max_memory_mb: int = 2048,
+    max_memory_mb: PositiveInt = 2048,
     cache_dir: str | None = None,
     skip_invalid: bool = False,
 ) -> ImageData:

@@ -143,5 +143,5 @@ def resolve_auto(cfg: DictConfig, dataset_choice: str | None) -> None:
             "model.fd_classifier=auto needs the dataset's config group (dataset=<name>); pass "
             "model.fd_classifier=<a cnn run folder> instead."
         )
-    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True, enum_to_str=True)
     cfg.model.fd_classifier = str(reference_classifier(dataset_choice, dataset))

@@ -9,11 +9,13 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveInt
 from torch import nn
 
 from runner.models.base import RunnerModel
 from runner.models.blocks import (
     Activation,
+    Dropout,
     Init,
     Normalization,
     conv_decoder,
@@ -39,14 +41,14 @@ class Autoencoder(RunnerModel):
     def __init__(
         self,
         in_shape: Sequence[int],
-        latent_dim: int = 32,
+        latent_dim: PositiveInt = 32,
         arch: Literal["mlp", "conv"] = "mlp",
         hidden_dims: Sequence[int] = (256, 128),
         channels: Sequence[int] = (32, 64),
         activation: Activation = "relu",
         code_activation: CodeActivation = "none",
         init: Init = "default",
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "none",
         recon_loss: Literal["mse", "bce"] = "mse",
     ) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from runner.training.step import OptimizerStep
@@ -45,11 +46,17 @@ class RunnerModel(nn.Module):
     # DDP wrappers by name, set by `distribute`; empty in a single process.
     parallel: dict[str, nn.Module] = {}
     # Regularization keys this family has no layer for -> what to do instead. A value other than
-    # the key's default stops the run at start-up (runner.config.check_regularization) instead of
-    # training a model that ignores it.
+    # the key's default stops the run at start-up (runner.validation.check_regularization)
+    # instead of training a model that ignores it.
     unsupported_regularization: ClassVar[dict[str, str]] = {}
     # Classes the data must have (a classifier needs two; an autoencoder learns from one).
     min_classes: ClassVar[int] = 1
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        """The family's rules across keys, checked at start-up before any data is loaded
+        (runner.validation.validate); raise RunnerError. Single keys are checked against the
+        constructor's signature: its `Literal` hints and `Annotated[..., Field(...)]` ranges."""
 
     def distribute(self, wrap: Wrap) -> None:
         """Wrap the training forward for DDP. One wrapper around `compute_losses` covers every

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 Activation = Literal["relu", "leaky_relu", "gelu", "elu", "silu", "tanh"]
@@ -13,6 +14,7 @@ Init = Literal["default", "xavier", "kaiming"]
 # auto: the family's own choice (batch norm for the cnn and the GAN, none for autoencoders)
 Normalization = Literal["auto", "none", "batch", "layer"]
 Upsample = Literal["transposed", "resize"]
+Dropout = Annotated[float, Field(ge=0, lt=1)]  # the probability of zeroing an activation
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveInt
 from torch import nn
 
 from runner.models.base import RunnerModel
 from runner.models.blocks import (
     Activation,
+    Dropout,
     Init,
     Normalization,
     family_norm,
@@ -85,13 +87,13 @@ class CNN(Classifier):
     def __init__(
         self,
         in_shape: Sequence[int],
-        num_classes: int,
+        num_classes: PositiveInt,
         channels: Sequence[int] = (32, 64, 128),
-        convs_per_block: int = 2,
-        hidden_dim: int = 128,
+        convs_per_block: PositiveInt = 2,
+        hidden_dim: PositiveInt = 128,
         activation: Activation = "relu",
         init: Init = "kaiming",
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "auto",
     ) -> None:
         super().__init__()

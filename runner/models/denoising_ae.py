@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 
 from runner.models.autoencoder import Autoencoder, autoencoder_arguments
-from runner.models.blocks import Activation, Init, Normalization, image_pairs
+from runner.models.blocks import Activation, Dropout, Init, Normalization, image_pairs
 
 NoiseType = Literal["gaussian", "masking", "salt_and_pepper"]
 
@@ -36,15 +37,15 @@ class DenoisingAutoencoder(Autoencoder):
     def __init__(
         self,
         in_shape: Sequence[int],
-        latent_dim: int = 32,
+        latent_dim: PositiveInt = 32,
         noise_type: NoiseType = "gaussian",
-        noise_level: float = 0.3,
+        noise_level: Annotated[float, Field(ge=0, le=1)] = 0.3,  # std, or probability
         arch: Literal["mlp", "conv"] = "conv",
         hidden_dims: Sequence[int] = (256, 128),
         channels: Sequence[int] = (32, 64),
         activation: Activation = "relu",
         init: Init = "default",
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "none",
         recon_loss: Literal["mse", "bce"] = "mse",
     ) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 from torch.nn.utils import parametrizations
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -16,6 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from runner.errors import RunnerError, TrainingDiverged
 from runner.models.base import LossFunction, RunnerModel, Wrap
 from runner.models.blocks import (
+    Dropout,
     Init,
     Normalization,
     Upsample,
@@ -85,30 +88,33 @@ class GAN(RunnerModel):
     the discriminator how varied its batch is (Karras et al., 2018), so that a generator drawing
     the same few digits is caught. Given `fd_classifier` (a `cnn` run folder), every validation
     pass adds `val/fd`, the Fréchet distance of `val_fd_samples` samples to the validation images:
-    the metric to pick the best epoch by.
+    the metric to pick the best epoch by. Both networks get an optimiser from the `optimizer`
+    group; `generator_lr` and `discriminator_lr` give each its own learning rate.
     """
 
     def __init__(
         self,
         in_shape: Sequence[int],
-        latent_dim: int = 64,
+        latent_dim: PositiveInt = 64,
         channels: Sequence[int] = (64, 128, 256),
         generator_channels: Sequence[int] | None = None,
         loss: Loss = "bce",
-        n_critic: int = 1,
-        label_smoothing: float = 0.0,
-        gp_weight: float = 10.0,
+        n_critic: PositiveInt = 1,
+        label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0,
+        gp_weight: NonNegativeFloat = 10.0,
         init: Init = "default",
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "auto",
         upsample: Upsample = "transposed",
-        ema_decay: float | None = None,
+        ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None,
         spectral_norm: bool = False,
         minibatch_std: bool = False,
-        collapse_patience: int = 3,
+        collapse_patience: PositiveInt = 3,
         fd_classifier: str | None = None,
-        fd_samples: int = 10_000,
-        val_fd_samples: int = 2_000,
+        fd_samples: Annotated[int, Field(ge=2)] = 10_000,
+        val_fd_samples: Annotated[int, Field(ge=0)] = 2_000,
+        generator_lr: PositiveFloat | None = None,
+        discriminator_lr: PositiveFloat | None = None,
     ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -121,6 +127,7 @@ class GAN(RunnerModel):
         self.fd_classifier = fd_classifier
         self.fd_samples = fd_samples
         self.val_fd_samples = val_fd_samples
+        self.learning_rates = {"g": generator_lr, "d": discriminator_lr}
         self._fd_reference = None  # the validation images' features, computed on first use
         c, h, w = self.in_shape
         g_channels = list(generator_channels or channels)
@@ -231,15 +238,33 @@ class GAN(RunnerModel):
 
     # -- what the loop calls ------------------------------------------------------------------
     def configure_optimizers(self, make_optimizer) -> dict[str, torch.optim.Optimizer]:
-        """`make_optimizer` is one partial for both networks, or {generator, discriminator}."""
-        if isinstance(make_optimizer, dict):
-            make_g, make_d = make_optimizer["generator"], make_optimizer["discriminator"]
-        else:
-            make_g = make_d = make_optimizer
+        """One optimiser per network, from the same configured partial; `generator_lr` and
+        `discriminator_lr` replace its learning rate (two time-scales, TTUR)."""
+        networks = {"g": self.generator, "d": self.discriminator}
         return {
-            "g": make_g(self.generator.parameters()),
-            "d": make_d(self.discriminator.parameters()),
+            name: make_optimizer(
+                net.parameters(),
+                **({"lr": self.learning_rates[name]} if self.learning_rates[name] else {}),
+            )
+            for name, net in networks.items()
         }
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        """val/fd exists only with a classifier to measure it in; one sample has no spread."""
+        monitored = {cfg.optimized_metric, cfg.regularization.early_stopping.monitor}
+        if "val/fd" in monitored and not cfg.model.get("fd_classifier"):
+            raise RunnerError(
+                "val/fd (the Fréchet distance of samples to the validation images) is monitored, "
+                "but it is only measured with model.fd_classifier=<the run folder of a cnn "
+                "trained on the same dataset, e.g. experiment=cnn_mnist>. Pass one, or monitor "
+                "another metric (optimized_metric=val/g_loss)."
+            )
+        if cfg.model.get("val_fd_samples") == 1:
+            raise RunnerError(
+                "model.val_fd_samples=1 is out of range: expected 0 (off) or an integer >= 2 "
+                "(a Fréchet distance needs the samples' spread)."
+            )
 
     def training_step(self, batch, optimizers, step) -> dict[str, torch.Tensor]:
         real = batch[0] * 2 - 1

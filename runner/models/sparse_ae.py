@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from runner.models.autoencoder import Autoencoder, autoencoder_arguments
-from runner.models.blocks import Activation, Init, Normalization
+from runner.models.blocks import Activation, Dropout, Init, Normalization
 
 
 class SparseAutoencoder(Autoencoder):
@@ -23,16 +24,16 @@ class SparseAutoencoder(Autoencoder):
     def __init__(
         self,
         in_shape: Sequence[int],
-        latent_dim: int = 64,
+        latent_dim: PositiveInt = 64,
         sparsity: Literal["l1", "kl"] = "l1",
-        sparsity_weight: float = 1e-3,
-        sparsity_target: float = 0.05,
+        sparsity_weight: NonNegativeFloat = 1e-3,
+        sparsity_target: Annotated[float, Field(gt=0, lt=1)] = 0.05,
         arch: Literal["mlp", "conv"] = "mlp",
         hidden_dims: Sequence[int] = (256,),
         channels: Sequence[int] = (32, 64),
         activation: Activation = "relu",
         init: Init = "default",
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "none",
         recon_loss: Literal["mse", "bce"] = "mse",
     ) -> None:

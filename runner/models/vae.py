@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
 from runner.models.base import RunnerModel
 from runner.models.blocks import (
     Activation,
+    Dropout,
     Init,
     Normalization,
     conv_decoder,
@@ -49,22 +51,22 @@ class VAE(RunnerModel):
     def __init__(
         self,
         in_shape: Sequence[int],
-        latent_dim: int = 16,
+        latent_dim: PositiveInt = 16,
         arch: Literal["conv", "mlp"] = "conv",
         channels: Sequence[int] = (32, 64),
         hidden_dims: Sequence[int] = (512, 256),
         activation: Activation = "relu",
         init: Init = "default",
-        dropout: float = 0.0,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "none",
-        beta: float = 1.0,
-        kl_warmup_epochs: int = 0,
+        beta: NonNegativeFloat = 1.0,
+        kl_warmup_epochs: NonNegativeInt = 0,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         binarize: bool = True,
-        nll_samples: int = 1000,
-        nll_images: int | None = None,
+        nll_samples: PositiveInt = 1000,
+        nll_images: PositiveInt | None = None,
         fd_classifier: str | None = None,
-        fd_samples: int = 10_000,
+        fd_samples: Annotated[int, Field(ge=2)] = 10_000,
     ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)

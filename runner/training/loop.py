@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from runner import distributed
+from runner.config import TrainerConfig
 from runner.data.loader import BatchPreprocessor
 from runner.errors import RunnerError, TrainingDiverged
 from runner.models.base import RunnerModel
@@ -84,10 +85,13 @@ class MetricMeans:
 
 
 class Trainer:
+    """Runs the epochs of one run. `settings` is the `trainer` config group as one piece, so a new
+    trainer option is a field of TrainerConfig and the code here that reads it."""
+
     def __init__(
         self,
+        settings: TrainerConfig,
         *,
-        max_epochs: int,
         step: OptimizerStep,
         preprocess: BatchPreprocessor,
         monitor: str,
@@ -95,29 +99,18 @@ class Trainer:
         early_stopping: EarlyStopping | None = None,
         checkpoint_dir: Path | None = None,
         logger: TensorBoardLogger | None = None,
-        log_images: bool = True,
         config: dict | None = None,
-        progress_bar: bool = True,
-        log_every_n_steps: int = 50,
-        limit_train_batches: int | None = None,
-        image_every_n_epochs: int = 1,
-        num_images: int = 32,
         callbacks: list[EpochCallback] | None = None,
     ) -> None:
-        self.max_epochs = max_epochs
+        self.settings = settings
+        self.max_epochs = settings.max_epochs
         self.step = step
         self.preprocess = preprocess
         self.best = EarlyStopping(monitor, mode)
         self.early_stopping = early_stopping
         self.checkpoint_dir = checkpoint_dir
         self.logger = logger
-        self.log_images = log_images
         self.config = config or {}
-        self.progress_bar = progress_bar
-        self.log_every_n_steps = log_every_n_steps
-        self.limit_train_batches = limit_train_batches
-        self.image_every_n_epochs = image_every_n_epochs
-        self.num_images = num_images
         self.callbacks = callbacks or []
         self.is_main = distributed.rank() == 0
         self.world_size = distributed.world_size()
@@ -193,18 +186,15 @@ class Trainer:
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.epoch)  # the epoch's seeded order (and this rank's shard)
         means = MetricMeans()
-        total = (
-            len(loader)
-            if self.limit_train_batches is None
-            else min(len(loader), self.limit_train_batches)
-        )
+        limit = self.settings.limit_train_batches
+        total = len(loader) if limit is None else min(len(loader), limit)
         bar = tqdm(
             loader,
             total=total,
             desc=f"epoch {self.epoch + 1}/{self.max_epochs}",
             leave=False,
             dynamic_ncols=True,
-            disable=not (self.progress_bar and self.is_main),
+            disable=not (self.settings.progress_bar and self.is_main),
         )
         for i, batch in enumerate(bar):
             if i >= total:
@@ -216,7 +206,7 @@ class Trainer:
             for schedule in schedules.values():
                 if schedule.interval == "step":
                     schedule.scheduler.step()
-            if self.global_step % self.log_every_n_steps == 0:
+            if self.global_step % self.settings.log_every_n_steps == 0:
                 # The mean over ranks: a NaN on any rank stops all of them at this same step.
                 loss = distributed.all_reduce_sum(losses["loss"].detach().float().clone())
                 loss = loss.item() / self.world_size
@@ -244,7 +234,7 @@ class Trainer:
             desc=split,
             leave=False,
             dynamic_ncols=True,
-            disable=not (self.progress_bar and self.is_main),
+            disable=not (self.settings.progress_bar and self.is_main),
         ):
             x, y = self.preprocess(batch, train=False)
             with self.step.autocast():
@@ -310,10 +300,11 @@ class Trainer:
         return {f"train/lr_{name}": opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
 
     def _image_batch(self, loader) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.logger is None or not self.log_images:
+        if self.logger is None or not self.logger.settings.log_images:
             return None
         x, y = self.preprocess(next(iter(_whole(loader))), train=False)
-        return x[: self.num_images], y[: self.num_images]
+        n = self.logger.settings.num_images
+        return x[:n], y[:n]
 
     def _log_epoch(self, model: RunnerModel, metrics: dict[str, float], image_batch) -> None:
         if self.logger is None:
@@ -321,7 +312,7 @@ class Trainer:
         if not self.history[:-1]:  # the first epoch logged: charts for the metrics it has
             self.logger.layout(metrics)
         self.logger.scalars(metrics, self.epoch)
-        if image_batch is not None and self.epoch % self.image_every_n_epochs == 0:
+        if image_batch is not None and self.epoch % self.logger.settings.image_every_n_epochs == 0:
             model.eval()
             # Image noise must not shift the training random stream: logging never changes results.
             with torch.random.fork_rng(

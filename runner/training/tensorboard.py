@@ -13,14 +13,23 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from runner.config import LoggerConfig
+
 
 class TensorBoardLogger:
     """Event files go straight into the run folder, so a sweep folder is one TensorBoard logdir.
 
-    `purge_step` drops events a killed run wrote past its last checkpoint when it resumes.
+    `settings` is the `logger` config group (which images, how often); `purge_step` drops events
+    a killed run wrote past its last checkpoint when it resumes.
     """
 
-    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        settings: LoggerConfig | None = None,
+        purge_step: int | None = None,
+    ) -> None:
+        self.settings = settings or LoggerConfig()
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
@@ -100,7 +109,7 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     for section in ("model", "dataset", "optimizer", "scheduler", "regularization", "trainer"):
         node = OmegaConf.select(cfg, section)
         if isinstance(node, DictConfig):
-            _flatten(OmegaConf.to_container(node, resolve=True), section, params)
+            _flatten(OmegaConf.to_container(node, resolve=True, enum_to_str=True), section, params)
     return lead_with_overrides(params)
 
 
