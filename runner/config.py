@@ -105,7 +105,7 @@ class SearchConfig:
 
     storage: str | None = None
     study: str | None = None
-    trial_id: int | None = None
+    trial: int | None = None  # the trial's number (== its job number and folder name)
 
 
 @dataclass
