@@ -152,7 +152,7 @@ class SearchConfig:
     __pydantic_config__ = CLOSED
     storage: str | None = None
     study: str | None = None
-    trial_id: int | None = None
+    trial: int | None = None  # the trial's number (== its job number and folder name)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from runner.data.loader import BatchPreprocessor
 from runner.metrics.reference import resolve_auto
 from runner.search.cv import run_folds
 from runner.search.resources import share_resources
-from runner.search.trial import pruning_callbacks
+from runner.search.trial import log_stopped_trial, pruning_callbacks
 from runner.training.checkpoint import load_checkpoint
 from runner.training.device import resolve_precision, seed_everything, select_device
 from runner.training.early_stopping import EarlyStopping
@@ -51,7 +51,8 @@ def train(cfg: DictConfig) -> float:
     """Hydra's task function: one run, returning the optimised metric."""
     try:
         metrics = run_folds(cfg, run) if cfg.cv.folds else run(cfg)
-    except BaseException:
+    except BaseException as exc:
+        log_stopped_trial(cfg, exc)  # a pruned or failed sweep trial still gets its HParams row
         distributed.cleanup()  # leave the process group (if any) on every exit path
         raise
     distributed.cleanup(finished=True)

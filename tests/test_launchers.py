@@ -24,7 +24,7 @@ def test_joblib_runs_trials_in_parallel_processes_that_prune_through_the_study(t
         "hydra/sweeper=optuna4",
         # Grid order with this seed: both lr 1e-2 trials in the first batch, both lr 1e-5 in the
         # second, which the median pruner stops in their worker processes.
-        "hydra.sweeper.sampler.name=grid",
+        "hydra/sweeper/sampler=grid",
         "hydra.sweeper.sampler.seed=4",
         "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0",

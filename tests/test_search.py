@@ -3,10 +3,13 @@ tiny autoencoder, asserting on what lands in the sweep folder."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -14,6 +17,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from PIL import Image
@@ -21,12 +25,18 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from hydra_plugins.optuna4_sweeper._core import quoted
-from hydra_plugins.optuna4_sweeper.plots import write_study_plots
-from runner.config import CONF_DIR
-from runner.errors import RunnerError
-from runner.search.report import reproduce_command
-from runner.search.space import PRUNERS, SAMPLERS, make_pruner, make_sampler, parse_space
-from runner.search.trial import open_storage
+from hydra_plugins.optuna4_sweeper._plots import write_study_plots
+from hydra_plugins.optuna4_sweeper._report import reproduce_command
+from hydra_plugins.optuna4_sweeper._space import parse_space
+from hydra_plugins.optuna4_sweeper._study import (
+    make_pruner,
+    make_sampler,
+    open_storage,
+    open_study,
+)
+from hydra_plugins.optuna4_sweeper.config import PRUNERS, SAMPLERS, SweeperError
+from runner.config import CONF_DIR, register_configs
+from runner.search.trial import SweepTrial
 
 TINY = (
     "model.hidden_dims=[32]",
@@ -39,7 +49,7 @@ TINY = (
 # than lr 1e-2 and is pruned by the median pruner once an lr 1e-2 trial has finished.
 OPTUNA = (
     "hydra/sweeper=optuna4",
-    "hydra.sweeper.sampler.name=grid",
+    "hydra/sweeper/sampler=grid",
     "hydra.sweeper.sampler.seed=4",
     "hydra.sweeper.pruner.n_startup_trials=1",
     "hydra.sweeper.pruner.n_warmup_steps=0",
@@ -48,8 +58,8 @@ OPTUNA = (
 )
 
 
-def multirun(sweep_dir: Path, *overrides: str, expect: int = 0) -> subprocess.CompletedProcess:
-    cmd = [
+def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "runner.train",
@@ -58,6 +68,10 @@ def multirun(sweep_dir: Path, *overrides: str, expect: int = 0) -> subprocess.Co
         *overrides,
         f"hydra.sweep.dir={sweep_dir}",
     ]
+
+
+def multirun(sweep_dir: Path, *overrides: str, expect: int = 0) -> subprocess.CompletedProcess:
+    cmd = sweep_command(sweep_dir, *overrides)
     proc = subprocess.run(cmd, cwd=sweep_dir.parent, capture_output=True, text=True, timeout=300)
     assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -110,24 +124,25 @@ def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path):
     assert "Optuna sweep finished: 2 trials" in first.stdout
     folder_0 = (sweep / "0" / "metrics.json").stat().st_mtime_ns
 
-    # A sweep killed mid-trial leaves that trial RUNNING in the study; fake one.
-    study = optuna.load_study(
-        study_name="train", storage=open_storage(str(sweep / "optuna.journal"))
-    )
-    study.enqueue_trial({"optimizer.lr": 1e-5, "regularization.dropout": 1.5})
-    study.ask(
-        {
-            "optimizer.lr": CategoricalDistribution([1e-2, 1e-5]),
-            "regularization.dropout": CategoricalDistribution([0.0, 1.5]),
-        }
-    )
+    # A sweep killed mid-trial leaves that trial RUNNING in the study; fake one, asked as the
+    # sweep asks (the grid's next point).
+    space = {
+        "optimizer.lr": CategoricalDistribution([1e-2, 1e-5]),
+        "regularization.dropout": CategoricalDistribution([0.0, 1.5]),
+    }
+    grid, _ = make_sampler({**SAMPLERS["grid"], "seed": 4}, space)
+    storage = open_storage(str(sweep / "optuna.journal"))
+    study = optuna.load_study(study_name="train", storage=storage, sampler=grid)
+    study.ask(space)
 
     second = multirun(sweep, *OPTUNA, "hydra.sweeper.n_trials=4")
     assert "1 interrupted trials queued again" in second.stderr + second.stdout
     assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == folder_0  # not trained again
     rows = trials_csv(sweep)
     assert [r["number"] for r in rows] == ["0", "1", "2", "3", "4"]
-    assert rows[2]["state"] == "FAIL"  # the interrupted one, run again as trial 3
+    assert rows[2]["state"] == "INTERRUPTED"  # the interrupted one, run again as trial 3
+    assert "run again as trial 3" in rows[2]["error"]
+    assert rows[3]["params.regularization.dropout"] == rows[2]["params.regularization.dropout"]
     counted = by_params([r for i, r in enumerate(rows) if i != 2])
     assert len(counted) == 4  # the grid is covered once: the resumed sampler saw earlier trials
     assert counted[(1e-2, 0.0)]["state"] == "COMPLETE"
@@ -138,9 +153,16 @@ def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path):
         assert failed["state"] == "FAIL"
         assert "regularization.dropout=1.5" in failed["error"]
     assert not (sweep / "3" / "metrics.json").exists()
-    # The pruned trial still gets its HParams row, so TensorBoard lists every trial.
-    pruned = sweep / counted[(1e-5, 0.0)]["number"]
-    assert "_hparams_/session_start_info" in event_tags(pruned)
+    # Pruned and failed trials still write their HParams rows, so TensorBoard lists every trial;
+    # the pruned one with the best value it reached.
+    for point in ((1e-5, 0.0), (1e-2, 1.5)):
+        assert "_hparams_/session_start_info" in event_tags(sweep / counted[point]["number"])
+    pruned = scalars(sweep / counted[(1e-5, 0.0)]["number"], "val/loss_best")
+    study = optuna.load_study(
+        study_name="train", storage=open_storage(str(sweep / "optuna.journal"))
+    )
+    reached = study.trials[int(counted[(1e-5, 0.0)]["number"])].intermediate_values.values()
+    assert pruned == [pytest.approx(min(reached))]
 
     best = json.loads((sweep / "best.json").read_text())
     assert best["best_params"] == {"optimizer.lr": 0.01, "regularization.dropout": 0.0}
@@ -167,12 +189,90 @@ def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path):
     assert again == pytest.approx(best["best_value"], rel=1e-5)
 
 
+# Random search over a continuous space: a sampler that replayed its seed would repeat points.
+CONTINUOUS = (
+    "hydra/sweeper=optuna4",
+    "hydra/sweeper/sampler=random",
+    "hydra.sweeper.sampler.seed=0",
+    "hydra/sweeper/pruner=none",
+    "hydra.sweeper.n_trials=3",
+    "trainer.max_epochs=1",
+    "logger=none",
+    "optimizer.lr=tag(log, interval(1e-3, 1e-2))",
+    "regularization.dropout=interval(0.0, 0.3)",
+)
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_repeating_its_trials(tmp_path):
+    sweep = tmp_path / "killed"
+    cmd = sweep_command(sweep, *CONTINUOUS)
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    journal = sweep / "optuna.journal"
+    deadline = time.monotonic() + 240
+    try:  # kill -9 while the second trial runs
+        while [t.state.name for t in study_trials(journal)] != ["COMPLETE", "RUNNING"]:
+            assert first.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+    resumed = multirun(sweep, *CONTINUOUS)  # the same command again
+    assert "3 complete, 1 interrupted" in resumed.stdout
+    rows = trials_csv(sweep)
+    assert [r["state"] for r in rows] == ["COMPLETE", "INTERRUPTED", "COMPLETE", "COMPLETE"]
+    points = [(r["params.optimizer.lr"], r["params.regularization.dropout"]) for r in rows]
+    complete = [p for p, r in zip(points, rows) if r["state"] == "COMPLETE"]
+    assert len(set(complete)) == 3  # trial 3 is a new proposal, not trial 0's again
+    assert points[2] == points[1]  # the interrupted trial's parameters ran again, as trial 2
+    reason = "the sweep stopped while this trial ran"
+    assert rows[1]["error"].startswith(reason) and "run again as trial 2" in rows[1]["error"]
+    assert "| INTERRUPTED |" in (sweep / "trials.md").read_text()
+    assert reason in (sweep / "trials.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "cmaes", "grid"])
+def test_a_continued_study_gets_new_proposals_from_a_seeded_sampler(tmp_path, name):
+    """What a rerun of the same sweep command does: the same seeded sampler, the same study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {
+        "optimizer.lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "model.latent_dim": IntDistribution(8, 32, step=8),
+    }
+    if name == "grid":
+        space["optimizer.lr"] = CategoricalDistribution([1e-3, 1e-2])
+    storage = open_storage(str(tmp_path / "optuna.journal"))
+    proposals = []
+    for _ in range(2):  # the first sweep, then the resumed one
+        sampler, _ = make_sampler({**SAMPLERS[name], "seed": 0}, space)
+        study = open_study(storage, "train", sampler, "minimize")
+        for _ in range(3):
+            trial = study.ask(space)
+            proposals.append(tuple(trial.params.values()))
+            study.tell(trial, trial.params["optimizer.lr"])
+    # The grid (8 points) continues where it was; the others draw new points.
+    assert len(set(proposals)) == 6, proposals
+
+
+def study_trials(journal: Path) -> list[optuna.trial.FrozenTrial]:
+    if not journal.exists():
+        return []
+    try:
+        return optuna.load_study(study_name="train", storage=open_storage(str(journal))).trials
+    except KeyError:  # the study is not written yet
+        return []
+
+
 def test_sweep_stops_past_the_failure_rate(tmp_path):
     sweep = tmp_path / "failing"
     proc = multirun(
         sweep,
         "hydra/sweeper=optuna4",
-        "hydra.sweeper.sampler.name=random",
+        "hydra/sweeper/sampler=random",
         "hydra.sweeper.n_trials=8",
         "hydra.sweeper.max_failure_rate=0.25",
         # Config groups that do not exist: each trial fails while its config is composed.
@@ -184,6 +284,42 @@ def test_sweep_stops_past_the_failure_rate(tmp_path):
     assert [r["state"] for r in rows] == ["FAIL"] * 3  # stopped once 3 > 0.25 * 8 had failed
     for row in rows:
         assert f"optimizer/{row['params.optimizer']}" in row["error"]
+
+
+def test_a_run_that_is_no_sweep_loads_no_optuna_through_the_plugin_scan(tmp_path):
+    """Hydra imports the sweeper's public modules at every start; Optuna waits for a sweep."""
+    code = (
+        "import sys; sys.argv = ['runner.train', '--cfg', 'job']; import runner.train; "
+        "runner.train.main(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('optuna', 'hydra_plugins.optuna4'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == str(
+        [
+            "hydra_plugins.optuna4_sweeper",
+            "hydra_plugins.optuna4_sweeper.config",
+            "hydra_plugins.optuna4_sweeper.sweeper",
+        ]
+    )
+
+
+def test_the_sweeper_and_the_app_share_no_code():
+    """The plugin imports nothing of runner, runner imports nothing of the plugin."""
+    root = Path(__file__).resolve().parent.parent
+
+    def imported(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        return names | {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+        }
+
+    plugin = {m for f in (root / "hydra_plugins").rglob("*.py") for m in imported(f)}
+    app = {m for f in (root / "runner").rglob("*.py") for m in imported(f)}
+    assert not {m for m in plugin if m.split(".")[0] == "runner"}
+    assert not {m for m in app if m.split(".")[0] == "hydra_plugins"}
 
 
 def test_search_space_syntax():
@@ -212,6 +348,7 @@ def test_hparams_search_presets_name_keys_the_config_has(preset):
     )
     if model and not (CONF_DIR / "model" / f"{model}.yaml").exists():
         pytest.skip(f"conf/model/{model}.yaml does not exist yet")
+    register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
@@ -221,25 +358,91 @@ def test_hparams_search_presets_name_keys_the_config_has(preset):
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_every_sampler_builds(name):
+def test_every_sampler_preset_builds_and_proposes_from_the_space(name):
     space = {
         "optimizer": CategoricalDistribution(["adam", "sgd"]),
         "model.latent_dim": IntDistribution(8, 32, step=8),
     }
-    study = optuna.create_study(sampler=make_sampler(name, 0, 1, space))
-    trial = study.ask(space)
-    assert trial.params["optimizer"] in ("adam", "sgd") and trial.params["model.latent_dim"] in (
-        8,
-        16,
-        24,
-        32,
+    sampler, grid_size = make_sampler({**SAMPLERS[name], "seed": 0}, space)
+    assert grid_size == (8 if name == "grid" else None)  # the grid comes from the space
+    study = optuna.create_study(sampler=sampler)
+    proposals = set()
+    for _ in range(8):
+        trial = study.ask(space)
+        proposals.add((trial.params["optimizer"], trial.params["model.latent_dim"]))
+    assert proposals <= {(o, d) for o in ("adam", "sgd") for d in (8, 16, 24, 32)}
+    assert len(proposals) == 8 if name == "grid" else len(proposals) > 1
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_any_optuna_sampler_or_pruner_is_a_target_config():
+    """No code for samplers and pruners without a preset: a `_target_` and its arguments."""
+    space = {"optimizer.lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    qmc, _ = make_sampler({"_target_": "optuna.samplers.QMCSampler", "seed": 1}, space)
+    assert isinstance(qmc, optuna.samplers.QMCSampler)
+    conf = {"_target_": "optuna.pruners.PatientPruner", "patience": 2}
+    conf["wrapped_pruner"] = {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0}
+    assert make_pruner(conf) == conf  # what each trial builds its pruner from
+    pruner = instantiate(conf)
+    assert isinstance(pruner, optuna.pruners.PatientPruner)
+
+
+@pytest.mark.parametrize(
+    ("kind", "conf", "message"),
+    [
+        (
+            "sampler",
+            {"_target_": "optuna.samplers.TPESamplr"},
+            "Did you mean optuna.samplers.TPESampler? Presets: hydra/sweeper/sampler=tpe, "
+            "random, grid, cmaes.",
+        ),
+        (
+            "sampler",
+            {"_target_": "optuna.pruners.MedianPruner"},
+            "is not an Optuna sampler (a subclass of optuna.samplers",
+        ),
+        ("sampler", "random", "pick a preset with hydra/sweeper/sampler=<name>"),
+        (
+            "pruner",
+            {"_target_": "optuna.pruners.MedianPruner", "n_warmup_step": 2},
+            "unexpected keyword argument 'n_warmup_step'. It takes: n_startup_trials, "
+            "n_warmup_steps,",
+        ),
+        (
+            "pruner",
+            {"_target_": "optuna.pruners.NopPruner", "name": "median"},
+            "Short names are presets now: hydra/sweeper/pruner=median.",
+        ),
+    ],
+)
+def test_a_wrong_sampler_or_pruner_names_what_would_work(kind, conf, message):
+    with pytest.raises(SweeperError) as raised:
+        make_sampler(conf, {}) if kind == "sampler" else make_pruner(conf)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_wrong_sampler_stops_the_sweep_before_any_trial(tmp_path):
+    sweep = tmp_path / "wrong"
+    proc = multirun(
+        sweep,
+        "hydra/sweeper=optuna4",
+        "hydra.sweeper.sampler._target_=optuna.samplers.RandomSampelr",
+        "optimizer.lr=interval(1e-3,1e-2)",
+        expect=2,
     )
+    assert proc.stderr.strip().splitlines() == [
+        "error: hydra.sweeper.sampler._target_='optuna.samplers.RandomSampelr' is not a class "
+        "that can be imported. Did you mean optuna.samplers.RandomSampler? Presets: "
+        "hydra/sweeper/sampler=tpe, random, grid, cmaes."
+    ]
+    assert not (sweep / "optuna.journal").exists() and not (sweep / "0").exists()
 
 
 @pytest.mark.parametrize("name", PRUNERS)
-def test_every_pruner_stops_a_clearly_worse_trial_except_none(name):
+def test_every_pruner_preset_stops_a_clearly_worse_trial_except_none(name):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(pruner=make_pruner(name, n_startup_trials=3), direction="minimize")
+    conf = {**PRUNERS[name], **({"n_startup_trials": 3} if name == "median" else {})}
+    study = optuna.create_study(pruner=instantiate(make_pruner(conf)), direction="minimize")
 
     def objective(trial: optuna.Trial) -> float:
         value = 10.0 if trial.number == 5 else 1.0 - 0.01 * trial.number  # trial 5 is far worse
@@ -255,11 +458,21 @@ def test_every_pruner_stops_a_clearly_worse_trial_except_none(name):
     assert (states[5] == optuna.trial.TrialState.PRUNED) == (name != "none")
 
 
-def test_unknown_sampler_or_pruner_names_the_choices():
-    with pytest.raises(RunnerError, match="tpe, random, grid, cmaes"):
-        make_sampler("bayes", None, 1, {})
-    with pytest.raises(RunnerError, match="none, median, successive_halving"):
-        make_pruner("hyper")
+def test_a_trial_in_another_process_reports_and_is_pruned_through_its_study(tmp_path):
+    """What a job does with search.storage, search.study and search.trial: no Trial object."""
+    journal = str(tmp_path / "optuna.journal")
+    study = optuna.create_study(study_name="s", storage=open_storage(journal))
+    study.set_user_attr("pruner", {**PRUNERS["median"], "n_startup_trials": 1})
+    space = {"x": FloatDistribution(0, 1)}
+    first = study.ask(space)
+    for step in range(3):
+        first.report(1.0, step)
+    study.tell(first, 1.0)
+    good, bad = (SweepTrial(journal, "s", study.ask(space).number) for _ in range(2))
+    # Step 0 is the median preset's warm-up; at step 1 only the far worse trial is pruned.
+    assert [good.report(0.5, step) for step in (0, 1)] == [False, False]
+    assert [bad.report(5.0, step) for step in (0, 1)] == [False, True]
+    assert study.trials[bad.number].intermediate_values == {0: 5.0, 1: 5.0} == bad.reported()
 
 
 @pytest.mark.parametrize(
@@ -272,9 +485,16 @@ def test_storage_paths_survive_the_override_parser(value):
 
 def test_reproduce_command_quotes_and_drops_study_keys():
     command = reproduce_command(
-        ["model.hidden_dims=[32, 16]", "optimizer.lr=0.01", "search.trial_id=3"]
+        ["model.hidden_dims=[32, 16]", "optimizer.lr=0.01", "search.trial=3"],
+        "python -m runner.train",
     )
     assert command == "python -m runner.train 'model.hidden_dims=[32, 16]' optimizer.lr=0.01"
+
+
+def scalars(log_dir: Path, tag: str) -> list[float]:
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
 
 
 def image_tags(log_dir: Path) -> list[str]:

@@ -1,5 +1,10 @@
 """The sweep itself: ask Optuna for a batch of trials, launch them through Hydra's launcher,
-tell Optuna how each ended (complete, pruned, failed), and write the report."""
+tell Optuna how each ended (complete, pruned, failed), and write the report.
+
+Each job gets its study as three overrides, `search.storage`, `search.study` and `search.trial`
+(the trial's number, which is also its job number and folder name): the app reports to that trial
+and reads its pruner from the study's user attribute `pruner`. Nothing else is shared.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -18,21 +23,28 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from hydra_plugins.optuna4_sweeper.plots import write_study_plots
-from runner.errors import RunnerError
-from runner.search.report import log_unfinished_trial, write_report
-from runner.search.space import grid_of, make_pruner, make_sampler, parse_space, to_override
-from runner.search.trial import open_storage
+from hydra_plugins.optuna4_sweeper._plots import write_study_plots
+from hydra_plugins.optuna4_sweeper._report import write_report
+from hydra_plugins.optuna4_sweeper._space import parse_space, to_override
+from hydra_plugins.optuna4_sweeper._study import (
+    make_pruner,
+    make_sampler,
+    open_storage,
+    open_study,
+)
+from hydra_plugins.optuna4_sweeper.config import TRIAL_SECTION, SweeperError
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
+INTERRUPTED = "the sweep stopped while this trial ran (killed, or its machine went down)"
 
 
 class OptunaSweep:
     def __init__(
         self,
         direction: str,
+        metric: str,
         study_name: str,
         storage: str | None,
         n_trials: int,
@@ -43,12 +55,13 @@ class OptunaSweep:
         params: DictConfig | None,
     ) -> None:
         if direction not in DIRECTIONS:
-            raise RunnerError(
+            raise SweeperError(
                 f"hydra.sweeper.direction={direction!r} is not valid: use min or max."
             )
         self.direction = DIRECTIONS[direction]
+        self.metric = metric
         self.study_name = study_name
-        self.storage = storage
+        self.storage_spec = storage
         self.n_trials = n_trials
         self.n_jobs = n_jobs
         self.max_failure_rate = max_failure_rate
@@ -73,23 +86,19 @@ class OptunaSweep:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         space, fixed = parse_space(self.params, arguments, parser)
         if not space:
-            raise RunnerError("The Optuna sweeper has nothing to search: set hydra.sweeper.params.")
-        storage_spec = self.storage or str(sweep_dir / "optuna.journal")
-        s = self.sampler_conf
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=open_storage(storage_spec),
-            sampler=make_sampler(s.name, s.seed, s.n_startup_trials, space),
-            direction=self.direction,
-            load_if_exists=True,
-        )
-        pruner = OmegaConf.to_container(self.pruner_conf, resolve=True)
-        make_pruner(**pruner)  # a wrong pruner name fails here, not in every trial
+            raise SweeperError(
+                "The Optuna sweeper has nothing to search: set hydra.sweeper.params, or sweep a "
+                "key on the command line (optimizer.lr='interval(1e-4, 1e-2)')."
+            )
+        sampler, grid_size = make_sampler(self.sampler_conf, space)
+        pruner = make_pruner(self.pruner_conf)
+        storage_spec = self.storage_spec or str(sweep_dir / "optuna.journal")
+        self.storage = open_storage(storage_spec)
+        study = open_study(self.storage, self.study_name, sampler, self.direction)
+        self.study_id = self.storage.get_study_id_from_name(self.study_name)
         study.set_user_attr("pruner", pruner)  # trials in other processes build the same pruner
-        n_trials = self.n_trials
-        if s.name == "grid":
-            n_trials = min(n_trials, math.prod(len(v) for v in grid_of(space).values()))
-        requeued = requeue_interrupted(study)
+        n_trials = self.n_trials if grid_size is None else min(self.n_trials, grid_size)
+        requeued = self.requeue_interrupted(study)
         done = len(counted(study))
         log.info(
             "Optuna study %r in %s: %d trials done, %d to go%s.",
@@ -99,7 +108,6 @@ class OptunaSweep:
             max(n_trials - done, 0),
             f" ({requeued} interrupted trials queued again)" if requeued else "",
         )
-        metric = self.metric = self.config.get("optimized_metric", "value")
         returns: list[JobReturn] = []
         try:
             while (remaining := n_trials - len(counted(study))) > 0:
@@ -111,10 +119,9 @@ class OptunaSweep:
                     trial.set_user_attr("folder", str(sweep_dir / str(trial.number)))
                     job = [
                         *overrides,
-                        f"search.storage={quoted(storage_spec)}",
-                        f"search.study={quoted(self.study_name)}",
-                        # Optuna identifies a trial across processes by its storage id.
-                        f"search.trial_id={trial._trial_id}",
+                        f"{TRIAL_SECTION}.storage={quoted(storage_spec)}",
+                        f"{TRIAL_SECTION}.study={quoted(self.study_name)}",
+                        f"{TRIAL_SECTION}.trial={trial.number}",
                     ]
                     try:  # a value the config rejects fails this trial, not the whole sweep
                         self.hydra_context.config_loader.load_sweep_config(self.config, job)
@@ -129,13 +136,13 @@ class OptunaSweep:
                 returns += results
                 failed = [t for t in counted(study) if t.state == TrialState.FAIL]
                 if len(failed) > self.max_failure_rate * n_trials:
-                    raise RunnerError(
+                    raise SweeperError(
                         f"{len(failed)} of {n_trials} trials failed, more than "
                         f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; stopping."
                         f" The errors are in {sweep_dir / 'trials.md'}."
                     )
         finally:
-            self.finish(study, sweep_dir, metric)
+            self.finish(study, sweep_dir)
         return returns
 
     def batch_size(self) -> int:
@@ -160,34 +167,65 @@ class OptunaSweep:
         if result.status == JobStatus.COMPLETED:
             value = result.return_value
             if isinstance(value, int | float) and math.isfinite(value):
-                study.tell(trial, float(value))
+                self._tell(study, trial.number, values=float(value))
                 return
             error = f"the job returned {value!r}, not a finite number"
         else:
-            exc = result._return_value  # .return_value would re-raise it
+            # Hydra's .return_value would re-raise the job's exception and print "Error executing
+            # job" for a pruned trial too; the trial's own log has the traceback.
+            exc = result._return_value
             if isinstance(exc, optuna.TrialPruned) or type(exc).__name__ == "TrialPruned":
-                frozen = study.tell(trial, state=TrialState.PRUNED)
-                log_unfinished_trial(result, frozen, self.metric, self.direction == "minimize")
+                self._tell(study, trial.number, state=TrialState.PRUNED)
                 return
             error = f"{type(exc).__name__}: {exc}"
-        frozen = self.fail(study, trial, error)
-        log_unfinished_trial(result, frozen, self.metric, self.direction == "minimize")
+        self.fail(study, trial, error)
 
-    def fail(self, study: optuna.Study, trial: Trial, error: str) -> FrozenTrial:
+    def fail(self, study: optuna.Study, trial: Trial, error: str) -> None:
         log.warning("Trial %d failed: %s", trial.number, error)
         trial.set_user_attr("error", error)
-        return study.tell(trial, state=TrialState.FAIL)
+        self._tell(study, trial.number, state=TrialState.FAIL)
 
-    def finish(self, study: optuna.Study, sweep_dir: Path, metric: str) -> None:
+    def _tell(self, study: optuna.Study, number: int, **outcome: Any) -> None:
+        try:
+            study.tell(number, **outcome)
+        except (RuntimeError, KeyError):
+            # Optuna stores the state in a `finally` after the sampler's after_trial, which fails
+            # here for the grid sampler: it calls study.stop() once every point has run (that
+            # works only inside study.optimize; the sweep stops at n_trials itself), and it looks
+            # for a grid id that a requeued trial (fixed parameters) has none of.
+            if not self.storage.get_trial(self._trial_id(number)).state.is_finished():
+                raise
+
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of a trial: the one handle for trials of an earlier sweep process."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def requeue_interrupted(self, study: optuna.Study) -> int:
+        """Trials still RUNNING when a sweep starts were stopped with their sweep: record them as
+        interrupted (state FAIL for Optuna, INTERRUPTED in the report, with the reason) and queue
+        their parameters again, so a resumed sweep runs them."""
+        stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for frozen in stale:
+            self.storage.set_trial_user_attr(
+                self._trial_id(frozen.number), "interrupted", INTERRUPTED
+            )
+            self._tell(study, frozen.number, state=TrialState.FAIL)
+            if frozen.params:
+                study.enqueue_trial(
+                    frozen.params, user_attrs={"retry_of": frozen.number}, skip_if_exists=False
+                )
+        return len(stale)
+
+    def finish(self, study: optuna.Study, sweep_dir: Path) -> None:
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         best = study.best_trial if complete else None
-        summary = write_report(sweep_dir, trials, best, metric, self.direction)
+        summary = write_report(sweep_dir, trials, best, self.metric, self.direction)
         states = ", ".join(f"{n} {s.lower()}" for s, n in summary["states"].items())
         lines = [f"Optuna sweep finished: {len(trials)} trials ({states})."]
         if best is not None:
             lines += [
-                f"Best trial {best.number}: {metric}={best.value:.6g}  params={best.params}",
+                f"Best trial {best.number}: {self.metric}={best.value:.6g}  params={best.params}",
                 f"Reproduce it: {summary['best_command']}",
             ]
         lines.append(f"Trials table: {sweep_dir / 'trials.md'} (and trials.csv)")
@@ -213,15 +251,3 @@ def counted(study: optuna.Study) -> list[FrozenTrial]:
         for t in study.get_trials(deepcopy=False, states=finished)
         if not t.user_attrs.get("interrupted")
     ]
-
-
-def requeue_interrupted(study: optuna.Study) -> int:
-    """Trials still RUNNING when a sweep starts were killed with their sweep: mark them failed and
-    queue their parameters again, so a resumed sweep finishes them."""
-    stale: Sequence[FrozenTrial] = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for frozen in stale:
-        Trial(study, frozen._trial_id).set_user_attr("interrupted", True)
-        study.tell(frozen.number, state=TrialState.FAIL)
-        if frozen.params:
-            study.enqueue_trial(frozen.params, skip_if_exists=False)
-    return len(stale)

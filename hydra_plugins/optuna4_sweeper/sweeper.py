@@ -1,5 +1,6 @@
-"""The Hydra plugin class; Optuna is imported only when a sweep starts (Hydra imports every
-plugin module at start-up)."""
+"""The Hydra plugin class. Hydra's plugin scan imports this module (and config.py) at every start,
+so Optuna and the sweep's own modules (`_core` and the others named with `_`) load only when a
+sweep begins."""
 
 from __future__ import annotations
 

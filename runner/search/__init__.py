@@ -1,2 +1,3 @@
-"""Hyperparameter search and cross-validation: what a trial needs (pruning, K folds, threads) and
-what a sweep writes at the end (the trials table, the best command line)."""
+"""What a run needs when it is part of a search: the Optuna trial side (report each epoch, stop
+when pruned, the HParams row of a stopped trial), K-fold cross-validation, and threads and GPUs
+for trials side by side. The sweeper itself is hydra_plugins/optuna4_sweeper/."""

@@ -1,4 +1,4 @@
-"""Search spaces in Hydra's override syntax, turned into Optuna distributions, samplers, pruners.
+"""Search spaces in Hydra's override syntax, turned into Optuna distributions (and a grid).
 
 optimizer.lr: tag(log, interval(1e-4, 1e-2))   -> float, log scale
 model.latent_dim: range(8, 33, step=8)         -> int 8, 16, 24, 32
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep
 from optuna.distributions import (
@@ -22,10 +21,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from runner.errors import RunnerError
-
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("none", "median", "successive_halving")
+from hydra_plugins.optuna4_sweeper.config import SweeperError
 
 
 def parse_space(
@@ -54,7 +50,7 @@ def distribution_of(override: Override) -> BaseDistribution:
     if isinstance(value, RangeSweep):
         values = list(value.range())
         if not values:
-            raise RunnerError(f"The search range for {key} is empty.")
+            raise SweeperError(f"The search range for {key} is empty.")
         if all(isinstance(v, int) for v in (value.start, value.stop, value.step)):
             return IntDistribution(values[0], values[-1], log=log, step=1 if log else value.step)
         return FloatDistribution(
@@ -65,7 +61,7 @@ def distribution_of(override: Override) -> BaseDistribution:
         if isinstance(low, int) and isinstance(high, int):
             return IntDistribution(low, high, log=log)
         return FloatDistribution(float(low), float(high), log=log)
-    raise RunnerError(
+    raise SweeperError(
         f"Cannot search over {override.input_line}: use choice(), range() or interval()."
     )
 
@@ -97,59 +93,8 @@ def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
             n = round((dist.high - dist.low) / dist.step)
             grid[key] = [dist.low + i * dist.step for i in range(n + 1)]
         else:
-            raise RunnerError(
-                f"sampler=grid needs a list of values for {key}: use choice(...) or range(...), "
-                "not a continuous interval."
+            raise SweeperError(
+                f"The grid sampler needs a list of values for {key}: search it with choice(...) "
+                "or range(...), not a continuous interval, or pick another hydra/sweeper/sampler."
             )
     return grid
-
-
-class SweepGridSampler(optuna.samplers.GridSampler):
-    """The grid sampler without its `study.stop()` once the grid is covered: that call only works
-    inside `study.optimize`, and the sweeper caps n_trials at the grid's size itself."""
-
-    def after_trial(self, study, trial, state, values) -> None:
-        pass
-
-
-def make_sampler(
-    name: str, seed: int | None, n_startup_trials: int, space: Mapping[str, BaseDistribution]
-):
-
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return SweepGridSampler(grid_of(space), seed=seed)
-    if name == "cmaes":
-        # CMA-ES handles the numeric parameters; categorical ones are sampled independently.
-        return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False
-        )
-    raise RunnerError(
-        f"hydra.sweeper.sampler.name={name!r} is not valid. Choose one of: {', '.join(SAMPLERS)}."
-    )
-
-
-def make_pruner(
-    name: str,
-    n_startup_trials: int = 5,
-    n_warmup_steps: int = 1,
-    min_resource: int = 1,
-    reduction_factor: int = 3,
-):
-
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps
-        )
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=min_resource, reduction_factor=reduction_factor
-        )
-    raise RunnerError(
-        f"hydra.sweeper.pruner.name={name!r} is not valid. Choose one of: {', '.join(PRUNERS)}."
-    )

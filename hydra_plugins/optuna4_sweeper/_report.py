@@ -6,34 +6,54 @@ from __future__ import annotations
 import csv
 import json
 import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-COMMAND = "python -m runner.train"
+from hydra_plugins.optuna4_sweeper.config import TRIAL_SECTION
 
 
-def reproduce_command(overrides: Sequence[str]) -> str:
-    """The single-run command line that trains a trial again (its study bookkeeping left out)."""
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("search.")]
-    return " ".join([COMMAND, *(shlex.quote(o) for o in kept)])
+def app_command() -> str:
+    """How this app was started: `python -m <module>`, `python <script>` or a console script."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name != "__main__":
+        return f"python -m {spec.name.removesuffix('.__main__')}"
+    script = Path(sys.argv[0])
+    return f"python {shlex.quote(sys.argv[0])}" if script.suffix == ".py" else script.name
+
+
+def reproduce_command(overrides: Sequence[str], command: str | None = None) -> str:
+    """The single-run command line that runs a trial again (its study bookkeeping left out)."""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{TRIAL_SECTION}.")]
+    return " ".join([command or app_command(), *(shlex.quote(o) for o in kept)])
 
 
 def trial_rows(trials: Sequence[Any]) -> list[dict[str, Any]]:
-    """One flat row per Optuna FrozenTrial: number, state, value, params, timing, folder, error."""
+    """One flat row per Optuna FrozenTrial: number, state, value, params, timing, folder, error
+    (for an interrupted trial: why, and which trial ran its parameters again)."""
+    retried = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
     rows = []
     for t in trials:
         duration = t.duration.total_seconds() if t.duration is not None else None
+        state, error = t.state.name, t.user_attrs.get("error", "")
+        if t.user_attrs.get("interrupted"):
+            state = "INTERRUPTED"
+            reason = t.user_attrs["interrupted"]
+            error = reason if isinstance(reason, str) else "the sweep stopped while this trial ran"
+            if t.number in retried:
+                error += f"; its parameters run again as trial {retried[t.number]}"
+            duration = None  # it ended when the next sweep found it, not when it stopped
         rows.append(
             {
                 "number": t.number,
-                "state": t.state.name,
+                "state": state,
                 "value": t.value,
                 **{f"params.{k}": v for k, v in t.params.items()},
                 "last_step": t.last_step,
                 "duration_s": None if duration is None else round(duration, 2),
                 "folder": t.user_attrs.get("folder", ""),
-                "error": t.user_attrs.get("error", ""),
+                "error": error,
             }
         )
     return rows
@@ -90,26 +110,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def log_unfinished_trial(result: Any, trial: Any, metric: str, minimize: bool) -> None:
-    """Give a pruned or failed trial its HParams row too (its job ended before writing one), with
-    the best value it reported, so TensorBoard's HParams tab lists every trial of the sweep."""
-    if result.cfg is None or result.hydra_cfg is None:
-        return  # the job never got as far as composing its config
-    cfg = result.cfg
-    if not cfg.logger.tensorboard or not cfg.logger.log_hparams:
-        return
-    from runner.training.tensorboard import TensorBoardLogger, hparams_of
-
-    params = hparams_of(cfg)
-    choices = result.hydra_cfg.hydra.runtime.choices
-    params.update({g: choices[g] for g in params if g in choices and choices[g] is not None})
-    params["trial_state"] = trial.state.name
-    values = list(trial.intermediate_values.values())
-    metrics = {f"{metric}_best": (min(values) if minimize else max(values))} if values else {}
-    logger = TensorBoardLogger(Path(result.hydra_cfg.hydra.runtime.output_dir))
-    try:
-        logger.hparams(params, metrics, trial.last_step or 0)
-    finally:
-        logger.close()
