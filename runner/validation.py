@@ -253,7 +253,7 @@ def check_regularization(cfg: DictConfig) -> None:
     decay, optimizer = reg.get("weight_decay"), cfg.get("optimizer")
     if decay and isinstance(optimizer, DictConfig) and optimizer.get("weight_decay") != decay:
         raise RunnerError(
-            f"regularization.weight_decay={decay} would not reach the optimizer "
+            f"regularization.weight_decay={decay} would not reach optimizer "
             f"({optimizer.get('_target_')}), whose weight_decay is "
             f"{optimizer.get('weight_decay')}. Set optimizer.weight_decay instead, or give its "
             "config weight_decay: ${regularization.weight_decay}."

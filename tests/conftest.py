@@ -1,32 +1,17 @@
-"""Shared fixtures: compose the real config in-process, and tiny datasets written by the tests."""
+"""Shared fixtures: the real config composed in-process, runs and sweeps as a user starts them,
+and tiny datasets (tests/fakes.py writes them)."""
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
+from fakes import make_config, sweep_command, write_mnist_like
 from omegaconf import DictConfig
-
-from runner.config import compose_run_config
-
-# Small, quiet, CPU-only runs.
-FAST = (
-    "trainer.device=cpu",
-    "trainer.progress_bar=false",
-    "trainer.max_epochs=2",
-    "logger.num_images=8",
-)
-
-
-def make_config(output_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose conf/config.yaml with FAST + overrides, for a run in `output_dir`."""
-    return compose_run_config(output_dir, [*FAST, *overrides])
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,19 +35,6 @@ def config(tmp_path):
         return make_config(run_dir or tmp_path / "run", overrides)
 
     return _make
-
-
-def photos(folder: Path, classes: Sequence[str] = ("cat", "dog"), per_class: int = 10) -> Path:
-    """`folder/<class>/<i>.png`, each class its own brightness."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(classes):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8) + k * 70
-            Image.fromarray(pixels).save(folder / name / f"{i}.png")
-    return folder
 
 
 @pytest.fixture
@@ -92,41 +64,26 @@ def cli_error(monkeypatch, capsys):
     return _run
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
-    """Write `array` (uint8) in the IDX format of the MNIST files."""
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    if compress:
-        path = path.with_name(path.name + ".gz")
-        payload = gzip.compress(payload)
-    path.write_bytes(payload)
-
-
-def class_images(labels: np.ndarray, size: int = 28, seed: int = 0) -> np.ndarray:
-    """Learnable images: class c is a bright bar at a class-specific row and column, plus noise."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 40, size=(len(labels), size, size)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        row = 2 + (c * (size - 6)) // 10
-        images[i, row : row + 3, 4 : size - 4] = 255
-        images[i, 4 : size - 4, row : row + 2] = 200
-    return images
-
-
-def write_mnist_like(
-    root: Path, name: str = "MNIST", n_train: int = 300, n_test: int = 100, compress=False
-) -> Path:
-    """Tiny IDX files in `root/<name>/raw/`, the layout torchvision's MNIST classes read."""
-    raw = root / name / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
-        labels = np.arange(n) % 10
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", class_images(labels, seed=seed), compress)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8), compress)
-    return root
-
-
 @pytest.fixture
 def tiny_mnist(tmp_path) -> Path:
     """A data root holding 300 train / 100 test MNIST-format images (no network)."""
     return write_mnist_like(tmp_path / "data")
+
+
+@pytest.fixture
+def multirun() -> Callable[..., subprocess.CompletedProcess]:
+    """`multirun(sweep_dir, *overrides, expect=0)` runs a sweep in a subprocess and asserts its
+    exit code."""
+
+    def _run(sweep_dir: Path, *overrides: str, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            sweep_command(sweep_dir, *overrides),
+            cwd=sweep_dir.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+    return _run

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import photos
+from fakes import photos
 from PIL import Image
 
 from runner.data.datasets import image_folder

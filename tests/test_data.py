@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import write_mnist_like
+from fakes import write_mnist_like
 from PIL import Image
 
 from runner.data import BatchAugmentation, DeviceLoader, TensorSplit

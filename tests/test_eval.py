@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_mnist_like
+from fakes import write_mnist_like
 from omegaconf import OmegaConf
 
 from runner.entry import with_overrides

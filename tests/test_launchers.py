@@ -9,13 +9,12 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from test_search import multirun
 
 from runner.config import CONF_DIR, register_configs
 from runner.search.resources import cpu_count
 
 
-def test_joblib_runs_trials_in_parallel_processes_that_prune_through_the_study(tmp_path):
+def test_joblib_runs_trials_in_parallel_processes_that_prune_through_the_study(tmp_path, multirun):
     sweep = tmp_path / "joblib"
     proc = multirun(
         sweep,
@@ -50,7 +49,7 @@ def test_joblib_runs_trials_in_parallel_processes_that_prune_through_the_study(t
 
 
 @pytest.mark.slow
-def test_submitit_local_launcher_runs_each_job(tmp_path):
+def test_submitit_local_launcher_runs_each_job(tmp_path, multirun):
     sweep = tmp_path / "submitit"
     multirun(
         sweep,
@@ -98,7 +97,7 @@ def test_slurm_ddp_preset_starts_one_task_per_gpu_on_every_node():
 
 
 @pytest.mark.slow  # a 2-task submitit job: ~20 s on 2 cores
-def test_a_two_task_submitit_job_trains_one_model_data_parallel(tmp_path):
+def test_a_two_task_submitit_job_trains_one_model_data_parallel(tmp_path, multirun):
     """What slurm_ddp does on a cluster, with submitit's local executor: two tasks of one job
     form a process group from the job's environment and train one model."""
     sweep = tmp_path / "ddp"

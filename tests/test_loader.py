@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import photos
+from fakes import photos
 
 import runner.data.loader
 from runner.build import build_data, build_loaders

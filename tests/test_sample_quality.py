@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import class_images
+from fakes import class_images
 from omegaconf import OmegaConf
 from torch import nn
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from fakes import sweep_command
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -38,13 +39,6 @@ from hydra_plugins.optuna4_sweeper.config import PRUNERS, SAMPLERS, SweeperError
 from runner.config import CONF_DIR, register_configs
 from runner.search.trial import SweepTrial
 
-TINY = (
-    "model.hidden_dims=[32]",
-    "trainer.max_epochs=3",
-    "trainer.progress_bar=false",
-    "trainer.device=cpu",
-    "logger.log_images=false",
-)
 # Grid over 2 x 2 points: dropout 1.5 fails validation inside the job, lr 1e-5 learns far slower
 # than lr 1e-2 and is pruned by the median pruner once an lr 1e-2 trial has finished.
 OPTUNA = (
@@ -56,25 +50,6 @@ OPTUNA = (
     "optimizer.lr=choice(1e-2,1e-5)",
     "regularization.dropout=choice(0.0,1.5)",
 )
-
-
-def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "runner.train",
-        "-m",
-        *TINY,
-        *overrides,
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
-
-
-def multirun(sweep_dir: Path, *overrides: str, expect: int = 0) -> subprocess.CompletedProcess:
-    cmd = sweep_command(sweep_dir, *overrides)
-    proc = subprocess.run(cmd, cwd=sweep_dir.parent, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == expect, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 def event_tags(run_dir: Path) -> set[str]:
@@ -98,7 +73,7 @@ def by_params(rows: list[dict[str, str]]) -> dict[tuple[float, float], dict[str,
     }
 
 
-def test_grid_multirun_with_the_basic_sweeper(tmp_path):
+def test_grid_multirun_with_the_basic_sweeper(tmp_path, multirun):
     sweep = tmp_path / "grid"
     multirun(sweep, "optimizer.lr=1e-2,1e-4", "regularization.dropout=0,0.2")
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
@@ -118,7 +93,7 @@ def test_grid_multirun_with_the_basic_sweeper(tmp_path):
         assert fast < 0.8 * slow, (fast, slow)
 
 
-def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path):
+def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path, multirun):
     sweep = tmp_path / "optuna"
     first = multirun(sweep, *OPTUNA, "hydra.sweeper.n_trials=2")
     assert "Optuna sweep finished: 2 trials" in first.stdout
@@ -204,7 +179,7 @@ CONTINUOUS = (
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_without_repeating_its_trials(tmp_path):
+def test_a_killed_sweep_resumes_without_repeating_its_trials(tmp_path, multirun):
     sweep = tmp_path / "killed"
     cmd = sweep_command(sweep, *CONTINUOUS)
     first = subprocess.Popen(
@@ -267,7 +242,7 @@ def study_trials(journal: Path) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def test_sweep_stops_past_the_failure_rate(tmp_path):
+def test_sweep_stops_past_the_failure_rate(tmp_path, multirun):
     sweep = tmp_path / "failing"
     proc = multirun(
         sweep,
@@ -421,7 +396,7 @@ def test_a_wrong_sampler_or_pruner_names_what_would_work(kind, conf, message):
     assert message in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_a_wrong_sampler_stops_the_sweep_before_any_trial(tmp_path):
+def test_a_wrong_sampler_stops_the_sweep_before_any_trial(tmp_path, multirun):
     sweep = tmp_path / "wrong"
     proc = multirun(
         sweep,

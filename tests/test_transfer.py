@@ -4,7 +4,7 @@ import functools
 
 import pytest
 import torch
-from conftest import make_config, write_mnist_like
+from fakes import make_config, write_mnist_like
 
 from runner.errors import RunnerError
 from runner.models import TransferClassifier
