@@ -218,6 +218,7 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "model.sparsity_target": (_fraction_open, "a number in (0, 1)"),
     "model.backbone_lr_scale": (_non_negative, "a number >= 0"),
     "model.unfreeze_after": (_non_negative, "an integer >= 0, or null"),
+    "model.warmup_epochs": (_non_negative, "a number of epochs >= 0"),
     "model.head_dropout": (_fraction_open_right, "a number in [0, 1)"),
     "model.input_size": (_positive, "an integer >= 1, or null to keep the image size"),
     "model.head_hidden": (_positive, "an integer >= 1, or null for one linear layer"),
