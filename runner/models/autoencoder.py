@@ -56,6 +56,7 @@ class Autoencoder(RunnerModel):
         self.in_shape = tuple(int(s) for s in in_shape)
         self.latent_dim = latent_dim
         self.recon_loss = recon_loss
+        self.arch = arch
         normalization = family_norm(normalization, "none")
         c, h, w = self.in_shape
         if arch == "mlp":
@@ -92,6 +93,11 @@ class Autoencoder(RunnerModel):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.code_activation(self.encoder(x))
+
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor | None:
+        """arch=conv: the encoder's last convolutional maps [N, C, H, W], where transfer runs can
+        cut it (model.cut=trunk or pooled); None for arch=mlp, which has none."""
+        return self.encoder[0](x) if self.arch == "conv" else None
 
     def encode_images(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> codes (what runner.sample interpolates between)."""

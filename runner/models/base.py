@@ -113,6 +113,12 @@ class RunnerModel(nn.Module):
         named `test/...`) and artifacts for TensorBoard (`logger` may be None)."""
         return {}
 
+    def on_fit_start(self, train, val, preprocess, steps_per_epoch: int) -> None:
+        """Before the first epoch, with loaders over the whole train and val splits (the same on
+        every rank), the batch preprocessing and this rank's steps per epoch: a family's set-up
+        from the data (transfer's batch-norm statistics and linear probe). A resumed run loads its
+        checkpoint over what this did."""
+
     def on_train_epoch_start(self, epoch: int) -> None:
         """Hook for schedules owned by the model (KL warm-up, unfreezing)."""
 

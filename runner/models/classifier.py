@@ -119,5 +119,10 @@ class CNN(Classifier):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(self.body(x * 2 - 1))  # inputs arrive in [0, 1]; centre them
 
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional block's maps [N, C, H, W], before pooling: where transfer
+        runs can cut the network (model.cut=trunk or pooled)."""
+        return self.body[:-2](x * 2 - 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

@@ -1,8 +1,9 @@
-"""Transfer learning: a pretrained backbone with a new head, frozen (feature extraction) or
-trained at a lower learning rate (fine-tuning).
+"""Transfer learning: a pretrained backbone with a new head, read out by a linear probe, frozen
+(feature extraction) or trained at a lower learning rate (fine-tuning).
 
 Backbones come from torchvision by name, or from the run folder of an earlier run of this project
-(a `cnn`, or an autoencoder's encoder), so experiments chain across datasets.
+(a `cnn`, or an autoencoder's or VAE's encoder), cut where `model.cut` says, so experiments chain
+across datasets.
 """
 
 from __future__ import annotations
@@ -15,25 +16,38 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
 from runner.errors import RunnerError
+from runner.models.blocks import Dropout
 from runner.models.classifier import Classifier
+from runner.models.linear_probe import Solver, fit_probe
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["feature_extraction", "fine_tuning"]
+Mode = Literal["feature_extraction", "fine_tuning", "linear_probe"]
+Cut = Literal["auto", "trunk", "pooled", "hidden"]
+HeadInit = Literal["auto", "random", "probe"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# model.cut=auto for a run's backbone, first available wins: what transferred best across the
+# pairs of benchmarks/transfer.py (docs/benchmarks.md), for label-trained and label-free sources.
+AUTO_CUTS = {"classifier": ("trunk", "hidden"), "encoder": ("trunk", "hidden")}
 
 
 class TransferClassifier(Classifier):
     """`backbone` features -> new head sized to the dataset's classes.
 
     `pretrained`: `torchvision` (the named weights, downloaded once), `none` (random init), a
-    weights file (a torchvision state dict), or a run folder (or checkpoint file) of this project.
-    A frozen backbone (feature extraction, or fine-tuning before `unfreeze_after` epochs) gets no
-    gradients and keeps its norm layers in eval mode.
+    weights file (a torchvision state dict), or a run folder (or checkpoint file) of this project,
+    cut at `cut` (conf/model/transfer.yaml sets `auto`; None is where runs saved before
+    `model.cut` existed cut, so that they rebuild: `hidden` of a run, `auto` of torchvision).
+    Before the first epoch the backbone's batch-norm statistics are re-estimated on
+    the training images (`adapt_bn`) and, for `linear_probe` or `head_init=probe`, the head is
+    solved as a linear probe on the frozen features. A frozen backbone (feature extraction, linear
+    probe, or fine-tuning before `unfreeze_after` epochs) gets no gradients and keeps its norm
+    layers in eval mode; an unfrozen one ramps its learning rate up over `warmup_epochs`.
     """
 
     unsupported_regularization = {
@@ -46,26 +60,48 @@ class TransferClassifier(Classifier):
     def __init__(
         self,
         in_shape: Sequence[int],
-        num_classes: int,
+        num_classes: PositiveInt,
         backbone: str = "resnet18",
         pretrained: str = "torchvision",
         mode: Mode = "fine_tuning",
-        backbone_lr_scale: float = 0.1,
-        unfreeze_after: int | None = None,
-        input_size: int | None = 224,
-        head_hidden: int | None = None,
-        head_dropout: float = 0.0,
+        cut: Cut | None = None,
+        backbone_lr_scale: NonNegativeFloat = 1.0,
+        unfreeze_after: NonNegativeInt | None = None,
+        warmup_epochs: NonNegativeFloat = 1.0,
+        head_init: HeadInit = "auto",
+        adapt_bn: bool = False,
+        probe_solver: Solver = "lbfgs",
+        input_size: PositiveInt | None = 224,
+        head_hidden: PositiveInt | None = None,
+        head_dropout: Dropout = 0.0,
     ) -> None:
         super().__init__()
+        if head_hidden and (mode == "linear_probe" or head_init == "probe"):
+            setting = "mode=linear_probe" if mode == "linear_probe" else "head_init=probe"
+            raise RunnerError(
+                f"model.{setting} solves the head as one linear layer, but "
+                f"model.head_hidden={head_hidden} asks for a hidden layer in it. Set "
+                "model.head_hidden=null, or keep the hidden layer with "
+                "model.mode=feature_extraction (or fine_tuning) and model.head_init=random."
+            )
         self.in_shape = tuple(int(s) for s in in_shape)
         self.mode = mode
         self.backbone_lr_scale = backbone_lr_scale
         self.unfreeze_after = unfreeze_after
+        self.warmup_epochs = warmup_epochs
+        # auto: a frozen backbone's head starts as the linear probe (a better start than random);
+        # a fine-tuned one's from random weights, which fine-tuned better on the benchmark.
+        if head_init == "auto":
+            head_init = "probe" if mode == "feature_extraction" and not head_hidden else "random"
+        self.head_init = head_init
+        self.adapt_bn = adapt_bn
+        self.probe_solver = probe_solver
         if _is_run(pretrained):
-            self.backbone, self.adapt, features = _run_backbone(Path(pretrained).expanduser())
+            path = Path(pretrained).expanduser()
+            self.backbone, self.adapt, features = _run_backbone(path, cut or "hidden")
         else:
             self.backbone, self.adapt, features = _torchvision_backbone(
-                backbone, pretrained, input_size
+                backbone, pretrained, input_size, cut or "auto"
             )
         if head_hidden:
             self.head = nn.Sequential(
@@ -78,7 +114,9 @@ class TransferClassifier(Classifier):
         else:
             self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(features, num_classes))
         self.num_classes = num_classes
-        frozen = mode == "feature_extraction" or unfreeze_after is not None
+        # Where the backbone's learning-rate ramp stands: set by the loop's epoch hooks.
+        self.epoch, self.epoch_step, self.steps_per_epoch = 0, 0, None
+        frozen = mode != "fine_tuning" or unfreeze_after is not None
         self.set_backbone_frozen(frozen)
 
     # -- freezing ---------------------------------------------------------------------------
@@ -99,6 +137,7 @@ class TransferClassifier(Classifier):
         return self
 
     def on_train_epoch_start(self, epoch: int) -> None:
+        self.epoch, self.epoch_step = epoch, 0
         unfreeze = self.mode == "fine_tuning" and self.unfreeze_after is not None
         if unfreeze and self.backbone_frozen and epoch >= self.unfreeze_after:
             log.info("Epoch %d: unfreezing the backbone.", epoch + 1)
@@ -106,7 +145,7 @@ class TransferClassifier(Classifier):
 
     def configure_optimizers(self, make_optimizer) -> dict[str, torch.optim.Optimizer]:
         """Head at the configured lr; in fine-tuning, the backbone at lr * backbone_lr_scale."""
-        if self.mode == "feature_extraction":
+        if self.mode != "fine_tuning":
             return {"model": make_optimizer(self.head.parameters())}
         optimizer = make_optimizer(
             [{"params": list(self.head.parameters())}, {"params": list(self.backbone.parameters())}]
@@ -114,6 +153,113 @@ class TransferClassifier(Classifier):
         # Schedulers built later read each group's lr as its starting point, so the ratio holds.
         optimizer.param_groups[1]["lr"] = optimizer.defaults["lr"] * self.backbone_lr_scale
         return {"model": optimizer}
+
+    def backbone_lr_factor(self) -> float:
+        """The warm-up's share of the backbone's learning rate now: 0 at the step it unfreezes,
+        rising linearly to 1 over `warmup_epochs` (by step when the loop told the epoch length)."""
+        if not self.warmup_epochs:
+            return 1.0
+        within = self.epoch_step / self.steps_per_epoch if self.steps_per_epoch else 0.0
+        done = self.epoch - (self.unfreeze_after or 0) + within
+        return min(1.0, max(0.0, done / self.warmup_epochs))
+
+    def training_step(self, batch, optimizers, step) -> dict[str, torch.Tensor]:
+        if self.mode == "linear_probe":  # solved before the first epoch: the epochs measure it
+            return self.validation_step(batch)
+        factor = self.backbone_lr_factor() if self.mode == "fine_tuning" else 1.0
+        groups = optimizers["model"].param_groups
+        scheduled = groups[-1]["lr"]
+        # Scaled for this step only: the scheduler goes on from (and chains on) its own value.
+        groups[-1]["lr"] = scheduled * factor
+        try:
+            losses = super().training_step(batch, optimizers, step)
+        finally:
+            groups[-1]["lr"] = scheduled
+        self.epoch_step += 1
+        return losses
+
+    # -- before the first epoch ---------------------------------------------------------------
+    def on_fit_start(self, train, val, preprocess, steps_per_epoch: int) -> None:
+        """Batch-norm statistics of the target (`adapt_bn`), then the linear probe as the head
+        (`linear_probe`, `head_init=probe`)."""
+        self.steps_per_epoch = steps_per_epoch
+        device = self.head[-1].weight.device
+        # Reading the data must not shift the training's random stream (a DataLoader's workers
+        # draw their seeds from it): the same seed trains the same way with and without these.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if self.adapt_bn:
+                self.reestimate_batch_norm(train, preprocess)
+            if self.mode == "linear_probe" or self.head_init == "probe":
+                self.fit_linear_probe(train, val, preprocess)
+
+    @torch.no_grad()
+    def reestimate_batch_norm(self, loader, preprocess) -> None:
+        """The backbone's batch-norm statistics, recomputed as exact means over `loader`'s images
+        (no augmentation); the weights stay as they are."""
+        norms = [
+            m
+            for m in self.backbone.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        ]
+        if not norms:
+            log.info("model.adapt_bn: the backbone has no batch norm, nothing to re-estimate.")
+            return
+        kept = [(m.momentum, m.running_mean.clone(), m.running_var.clone()) for m in norms]
+        was_training = self.training
+        self.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over all batches
+            m.train()
+        images = 0
+        for batch in loader:
+            x, _ = preprocess(batch, train=False)
+            self.features(x)
+            images += len(x)
+        for m, (momentum, mean, var) in zip(norms, kept):
+            m.momentum = momentum
+            if not m.num_batches_tracked:  # a layer the cut never reaches: keep what it had
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+        self.train(was_training)
+        log.info("Re-estimated %d batch-norm layers on %d training images.", len(norms), images)
+
+    @torch.no_grad()
+    def fit_linear_probe(self, train, val, preprocess) -> None:
+        """The head's linear layer := a linear probe on the frozen features of the training
+        images, its penalty chosen on the validation images."""
+        was_training = self.training
+        self.eval()
+        train_xy, val_xy = self._features_of(train, preprocess), self._features_of(val, preprocess)
+        self.train(was_training)
+        classes = train_xy[1].unique().numel()
+        if classes < 2:
+            raise RunnerError(
+                f"A linear probe needs labelled images of at least 2 classes; the training split "
+                f"has {classes}. Use a dataset with class labels (dataset.train_subset keeps "
+                "every class), or a model that learns without labels (model=ae, vae)."
+            )
+        probe = fit_probe(train_xy, val_xy, self.num_classes, self.probe_solver)
+        linear = self.head[-1]
+        linear.weight.copy_(probe.weight.to(linear.weight.dtype))
+        linear.bias.copy_(probe.bias.to(linear.bias.dtype))
+        log.info(
+            "Linear probe (%s, %d features): penalty %g chosen on val; train acc %.4f, "
+            "val acc %.4f.",
+            self.probe_solver,
+            linear.in_features,
+            probe.l2,
+            probe.train_acc,
+            probe.val_acc,
+        )
+
+    def _features_of(self, loader, preprocess) -> tuple[torch.Tensor, torch.Tensor]:
+        features, labels = [], []
+        for batch in loader:
+            x, y = preprocess(batch, train=False)
+            features.append(self.features(x).float())
+            labels.append(y)
+        return torch.cat(features), torch.cat(labels)
 
     # -- forward ----------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,16 +299,31 @@ class InputAdapter(nn.Module):
         return x
 
 
-def _strip_last_linear(model: nn.Module) -> int:
-    """Replace the classifier's last Linear layer with Identity; return its input width."""
-    name, last = None, None
-    for module_name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            name, last = module_name, module
-    if last is None:
-        raise RunnerError(f"{type(model).__name__} has no linear classifier layer to replace.")
-    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-    setattr(parent, name.rpartition(".")[2], nn.Identity())
+def _cut_torchvision(model: nn.Module, name: str, cut: Cut) -> int:
+    """Cut a torchvision classifier in place; return the width of its features. `hidden` drops the
+    last Linear layer (the classifier's dense hidden layers stay), `pooled` the whole classifier
+    (what follows global pooling); `auto` is `hidden` where there is one, else `pooled`."""
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise RunnerError(f"{name} has no linear classifier layer to replace.")
+    last_name, last = linears[-1]
+    top = last_name.split(".")[0]  # the classifier: fc, classifier, heads, ...
+    classifier = [m for n, m in linears if n.split(".")[0] == top]
+    cuts = ("pooled", "hidden") if len(classifier) > 1 else ("pooled",)
+    if cut == "auto":
+        cut = cuts[-1]
+    if cut not in cuts:
+        raise RunnerError(
+            f"model.cut={cut} is not a place to cut {name}: torchvision backbones can be cut at "
+            f"{' or '.join(cuts)}"
+            + ("" if "hidden" in cuts else f" ({name}'s classifier has no hidden layer)")
+            + ". Set model.cut to one of those, or auto."
+        )
+    if cut == "pooled":
+        setattr(model, top, nn.Flatten(1))
+        return classifier[0].in_features
+    parent = model.get_submodule(last_name.rpartition(".")[0]) if "." in last_name else model
+    setattr(parent, last_name.rpartition(".")[2], nn.Identity())
     return last.in_features
 
 
@@ -193,7 +354,7 @@ def _load_file(path: Path) -> object:
 
 
 def _torchvision_backbone(
-    name: str, pretrained: str, input_size: int | None
+    name: str, pretrained: str, input_size: int | None, cut: Cut
 ) -> tuple[nn.Module, InputAdapter, int]:
     import torchvision.models as tvm
 
@@ -216,7 +377,7 @@ def _torchvision_backbone(
                 f"({str(exc).splitlines()[0]}). Save one with torch.save(model.state_dict(), "
                 "path), or set model.backbone to the architecture the file was saved from."
             ) from None
-    features = _strip_last_linear(model)
+    features = _cut_torchvision(model, name, cut)
     preset = weights.transforms()
     mean = getattr(preset, "mean", IMAGENET_MEAN)
     std = getattr(preset, "std", IMAGENET_STD)
@@ -238,9 +399,11 @@ def _download_weights(name: str, weights) -> dict:
         ) from None
 
 
-def _run_backbone(path: Path) -> tuple[nn.Module, InputAdapter, int]:
-    """The feature extractor of an earlier run (its folder or a checkpoint file): a CNN's
-    `features`, an autoencoder's or VAE's encoder. New inputs are adapted to the run's shape."""
+def _run_backbone(path: Path, cut: Cut) -> tuple[nn.Module, InputAdapter, int]:
+    """The feature extractor of an earlier run (its folder or a checkpoint file), cut at `cut`: a
+    CNN's or an encoder's convolutional maps (`trunk`, or `pooled` over space), or its dense layer
+    after them (`hidden`: the cnn's hidden layer, an autoencoder's code, a VAE's posterior mean).
+    New inputs are adapted to the run's shape."""
     from runner.runs import load_run
 
     try:
@@ -249,20 +412,36 @@ def _run_backbone(path: Path) -> tuple[nn.Module, InputAdapter, int]:
         raise RunnerError(f"model.pretrained={path}: {exc}") from None
     source, config, path = run.model, run.config, run.checkpoint
     model_cfg = config.model
-    extractor = _FeatureExtractor(source)
     shape = tuple(int(s) for s in config["dataset"]["shape"])
+    extractor = _FeatureExtractor(source)  # refuses a model without features first
+    with torch.no_grad():
+        maps = source.conv_maps(torch.zeros(1, *shape)) if hasattr(source, "conv_maps") else None
+    cuts = ("trunk", "pooled", "hidden") if maps is not None else ("hidden",)
+    if cut == "auto":
+        kind = "classifier" if isinstance(source, Classifier) else "encoder"
+        cut = next(c for c in AUTO_CUTS[kind] if c in cuts)
+    elif cut not in cuts:
+        raise RunnerError(
+            f"model.cut={cut}: the {model_cfg['_target_']} run at {path} has no convolutional "
+            "maps to cut (an MLP, or a model that does not expose them); it can only be cut at "
+            "hidden. Set model.cut=hidden (or auto), or transfer from a convolutional run "
+            "(model=cnn, deep_ae, or vae with arch=conv)."
+        )
+    extractor.cut = cut
     extractor.eval()
-    probe = extractor(torch.zeros(2, *shape))
-    features = probe.shape[1]
     # The parts of the run the features never reach (a cnn's head, an autoencoder's decoder)
     # stay frozen: they cannot learn, and DDP needs a gradient for every trainable parameter.
-    probe.sum().backward()
+    with torch.enable_grad():
+        probe = extractor(torch.zeros(2, *shape))
+        probe.sum().backward()
+    features = probe.shape[1]
     extractor.unused = [p for p in extractor.parameters() if p.grad is None]
     extractor.zero_grad(set_to_none=True)
     log.info(
-        "Backbone: %s from %s (%d features, inputs adapted to %s).",
+        "Backbone: %s from %s, cut at %s (%d features, inputs adapted to %s).",
         model_cfg["_target_"],
         path,
+        cut,
         features,
         list(shape),
     )
@@ -270,9 +449,10 @@ def _run_backbone(path: Path) -> tuple[nn.Module, InputAdapter, int]:
 
 
 class _FeatureExtractor(nn.Module):
-    """A trained model seen as a backbone: `features(x)`, else `encode(x)`, else `encoder(x)`."""
+    """A trained model seen as a backbone. `hidden`: `features(x)`, else `encode(x)`, else
+    `encoder(x)`; `trunk` and `pooled`: its `conv_maps(x)`, flattened or averaged over space."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, cut: Cut = "hidden") -> None:
         super().__init__()
         if not any(hasattr(model, m) for m in ("features", "encode", "encoder")):
             raise RunnerError(
@@ -280,8 +460,13 @@ class _FeatureExtractor(nn.Module):
                 "features(), encode() or encoder. Transfer from a cnn or an autoencoder run."
             )
         self.model = model
+        self.cut = cut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cut == "trunk":
+            return self.model.conv_maps(x).flatten(1)
+        if self.cut == "pooled":
+            return self.model.conv_maps(x).mean(dim=(2, 3))
         if hasattr(self.model, "features"):
             out = self.model.features(x)
         elif hasattr(self.model, "encode"):

@@ -74,6 +74,7 @@ class VAE(RunnerModel):
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
         self.likelihood = likelihood
+        self.arch = arch
         self.binarize = binarize and likelihood == "bernoulli"
         self.nll_samples = nll_samples
         self.nll_images = nll_images
@@ -131,6 +132,11 @@ class VAE(RunnerModel):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_var = self.posterior(self.encoder(x)).float().chunk(2, dim=1)
         return mean, log_var.clamp(-12, 8)
+
+    def conv_maps(self, x: torch.Tensor) -> torch.Tensor | None:
+        """arch=conv: the encoder's last convolutional maps [N, C, H, W], where transfer runs can
+        cut it (model.cut=trunk or pooled); None for arch=mlp, which has none."""
+        return self.encoder[0](x) if self.arch == "conv" else None
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).float()

@@ -131,6 +131,8 @@ class Trainer:
         schedules: dict[str, Schedule],
         resume: dict | None = None,
     ) -> FitResult:
+        steps = min(len(train_loader), self.settings.limit_train_batches or len(train_loader))
+        model.on_fit_start(_whole(train_loader), _whole(val_loader), self.preprocess, steps)
         if resume is not None:
             self._restore(resume, model, optimizers, schedules)
         image_batch = self._image_batch(val_loader)
