@@ -87,3 +87,33 @@ def multirun() -> Callable[..., subprocess.CompletedProcess]:
         return proc
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def session_mnist(tmp_path_factory) -> tuple[str, ...]:
+    """Dataset overrides for tiny MNIST-format files (300 train / 100 test) written once."""
+    root = write_mnist_like(tmp_path_factory.mktemp("mnist"))
+    return ("dataset=mnist", f"dataset.root={root}", "dataset.download=false")
+
+
+@pytest.fixture(scope="session")
+def cnn_run(tmp_path_factory, session_mnist) -> Path:
+    """The folder of a small cnn trained once per session on `session_mnist`: the finished run
+    that evaluation, prediction, sample scoring and transfer tests reuse (read it, never write)."""
+    from runner.train import run
+
+    folder = tmp_path_factory.mktemp("cnn_run") / "run"
+    overrides = [
+        "model=cnn",
+        "model.channels=[8,16]",
+        "model.hidden_dim=32",
+        "trainer.max_epochs=4",
+        "optimizer.lr=3e-3",
+        "trainer.batch_size=16",
+        *session_mnist,
+        "optimized_metric=val/acc",
+        "optimized_mode=max",
+        "logger=none",
+    ]
+    run(make_config(folder, overrides))
+    return folder

@@ -76,29 +76,10 @@ def test_coverage_confidence_and_distance_tell_collapsed_samples_from_real_ones(
     assert diverse["fd"] < 5 * max(diverse["fd_floor"], 1e-3)  # as close as real data gets
 
 
-@pytest.fixture
-def cnn_run(config, tiny_mnist, tmp_path):
-    data = ["dataset=mnist", f"dataset.root={tiny_mnist}", "dataset.download=false"]
-    run(
-        config(
-            "model=cnn",
-            *data,
-            "model.channels=[8,16]",
-            "model.convs_per_block=1",
-            "trainer.max_epochs=2",
-            "trainer.batch_size=32",
-            "optimizer.lr=3e-3",
-            "optimized_metric=val/acc",
-            "optimized_mode=max",
-            "logger=none",
-            run_dir=tmp_path / "cnn",
-        )
-    )
-    return tmp_path / "cnn", data
-
-
-def test_generative_runs_report_fd_against_a_trained_classifier(config, cnn_run, tmp_path):
-    classifier, data = cnn_run
+def test_generative_runs_report_fd_against_a_trained_classifier(
+    config, cnn_run, session_mnist, tmp_path
+):
+    classifier, data = cnn_run, session_mnist
     quality = [f"model.fd_classifier={classifier}", "model.fd_samples=200", "logger=none"]
     vae = run(config("model=vae", *data, *quality, "model.nll_samples=4", "model.latent_dim=4"))
     gan = run(

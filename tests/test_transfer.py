@@ -88,33 +88,6 @@ def test_fine_tuning_uses_a_lower_backbone_lr_and_unfreezes_on_schedule():
     assert model.backbone.training  # unfrozen: batch norm statistics adapt again
 
 
-@pytest.fixture(scope="module")
-def cnn_run(tmp_path_factory):
-    """A small cnn trained on tiny MNIST-format data: the backbone to transfer from."""
-    tmp = tmp_path_factory.mktemp("cnn")
-    data = write_mnist_like(tmp / "data")
-    run(
-        make_config(
-            tmp / "run",
-            [
-                "model=cnn",
-                "model.channels=[8,16]",
-                "model.hidden_dim=32",
-                "trainer.max_epochs=4",
-                "optimizer.lr=3e-3",
-                "trainer.batch_size=16",
-                "dataset=mnist",
-                f"dataset.root={data}",
-                "dataset.download=false",
-                "optimized_metric=val/acc",
-                "optimized_mode=max",
-                "logger=none",
-            ],
-        )
-    )
-    return tmp / "run"
-
-
 @pytest.mark.parametrize("mode", ["feature_extraction", "fine_tuning"])
 def test_transfer_from_a_run_folder_end_to_end(config, tmp_path, cnn_run, mode):
     target = write_mnist_like(tmp_path / "target", "FashionMNIST", n_train=200, n_test=100)
