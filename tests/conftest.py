@@ -3,6 +3,7 @@ and tiny datasets (tests/fakes.py writes them)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,21 @@ def private_cache(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = previous
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """Hydra's main configures the root logger with handlers bound to the streams of the test that
+    ran it (pytest's capture); later tests would write to those closed streams. Put the root
+    logger back as it was after every test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -50,6 +66,7 @@ def cli_error(monkeypatch, capsys):
         monkeypatch.setattr(sys, "argv", argv)
         monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
         GlobalHydra.instance().clear()
+        capsys.readouterr()  # only this command's output is judged
         with pytest.raises(SystemExit) as exit_info:
             runner.train.main()
         GlobalHydra.instance().clear()
