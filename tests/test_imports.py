@@ -42,3 +42,34 @@ def test_a_run_on_cached_mnist_tensors_does_not_import_torchvision(tiny_mnist, t
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first_class, imported = json.loads(out.stdout.strip().splitlines()[-1])
     assert first_class == "0 - zero" and not imported  # torchvision's MNIST class names, kept
+
+
+def test_a_whole_classifier_run_imports_neither_torchvision_nor_torchmetrics(tiny_mnist, tmp_path):
+    """Training, checkpoints, TensorBoard (confusion matrix included) and the test pass: none
+    needs the 3 s that torchmetrics' import costs (it pulls in torchvision's model zoo)."""
+    from runner.build import build_data
+    from runner.config import compose_run_config
+
+    dataset = ["dataset=mnist", f"dataset.root={tiny_mnist}"]
+    build_data(compose_run_config(tmp_path / "first", dataset))  # decodes (torchvision), caches
+    argv = [
+        "runner.train",
+        "model=cnn",
+        "model.channels=[4]",
+        *dataset,
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    code = (
+        "import json, runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n"
+        "    runpy.run_module('runner.train', run_name='__main__')\n"
+        "finally:\n"
+        "    print(json.dumps([m for m in ('torchvision', 'torchmetrics') if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    events = list((tmp_path / "run").rglob("events.out.tfevents*"))
+    assert events and (tmp_path / "run" / "metrics.json").exists()

@@ -40,28 +40,28 @@ class Classifier(RunnerModel):
 
     @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
-        from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
-
         from runner.models.pictures import confusion_matrix_image
 
         # Whole-set metrics run once on rank 0 under DDP: nothing to gather from other ranks.
-        per_class = MulticlassAccuracy(self.num_classes, average=None, sync_on_compute=False)
-        confusion = MulticlassConfusionMatrix(self.num_classes, sync_on_compute=False)
+        # The confusion matrix is one bincount; torchmetrics' would cost every classifier run
+        # its 3 s import (it pulls in torchvision's model zoo).
+        n = self.num_classes
+        confusion = torch.zeros(n * n, dtype=torch.long)
         wrong_images, wrong_true, wrong_pred = [], [], []
         for batch in loader:
             x, y = preprocess(batch, train=False)
             pred = self(x).argmax(dim=1)
-            per_class.update(pred.cpu(), y.cpu())
-            confusion.update(pred.cpu(), y.cpu())
+            confusion += torch.bincount((y * n + pred).cpu(), minlength=n * n)
             miss = pred != y
             if miss.any() and sum(len(w) for w in wrong_images) < 32:
                 wrong_images.append(x[miss].cpu())
                 wrong_true.append(y[miss].cpu())
                 wrong_pred.append(pred[miss].cpu())
-        names = self.class_names or [str(i) for i in range(self.num_classes)]
-        accuracy = per_class.compute()
+        confusion = confusion.view(n, n)  # rows: true class, columns: predicted
+        names = self.class_names or [str(i) for i in range(n)]
+        accuracy = confusion.diag() / confusion.sum(1).clamp(min=1)
         if logger is not None:
-            images = {"test/confusion_matrix": confusion_matrix_image(confusion.compute(), names)}
+            images = {"test/confusion_matrix": confusion_matrix_image(confusion, names)}
             if wrong_images:
                 images["test/misclassified"] = self.misclassified_picture(
                     torch.cat(wrong_images)[:32],
