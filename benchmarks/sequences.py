@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from runner.config import compose_run_config
+from runner.search.cv import run_folds
 from runner.train import run
 
 DATASETS = ["GunPoint", "ItalyPowerDemand", "ArrowHead", "BasicMotions", "JapaneseVowels"]
@@ -38,12 +39,19 @@ QUIET = ["trainer.progress_bar=false", "logger.tensorboard=false"]
 
 
 def train(out: Path, overrides: list[str]) -> dict:
-    """One in-process run; its metrics.json plus the wall time around it."""
+    """One in-process run; its metrics.json plus the wall time around it. A run that finished
+    in an earlier invocation with the same --out is read back, not trained again."""
+    done = out / "wall_time.json"
+    if done.exists() and json.loads(done.read_text())["overrides"] == overrides:
+        summary = json.loads((out / "metrics.json").read_text())
+        return {**summary, "wall_s": json.loads(done.read_text())["wall_s"]}
     started = time.perf_counter()
+    cfg = compose_run_config(out, [*QUIET, *overrides])
     with contextlib.redirect_stdout(io.StringIO()):  # the config tree, once per run, is noise
-        run(compose_run_config(out, [*QUIET, *overrides]))
+        run_folds(cfg, run) if cfg.cv.folds else run(cfg)
     summary = json.loads((out / "metrics.json").read_text())
     summary["wall_s"] = time.perf_counter() - started
+    done.write_text(json.dumps({"overrides": overrides, "wall_s": summary["wall_s"]}) + "\n")
     return summary
 
 
@@ -67,36 +75,57 @@ def classify(args, out: Path) -> list[dict]:
         dtw, dtw_s = one_nn_dtw(name)
         row = {"dataset": name, "1nn_dtw": dtw, "dtw_s": dtw_s, "encoders": {}}
         for encoder in args.encoders:
-            runs = [
-                train(
-                    out / name / f"{encoder}_seed{seed}",
-                    [
-                        "experiment=seq_timeseries",
-                        f"dataset.name={name}",
-                        f"model.encoder={encoder}",
-                        f"trainer.seed={seed}",
-                        f"trainer.max_epochs={args.epochs}",
-                    ],
-                )
+            seeds = [
+                cross_validated(out / name / f"{encoder}_seed{seed}", name, encoder, seed, args)
                 for seed in args.seeds
             ]
-            folders = [out / name / f"{encoder}_seed{seed}" for seed in args.seeds]
             row["encoders"][encoder] = {
-                "ensemble_acc": ensemble_accuracy(folders),
-                "test_acc": [r["metrics"]["test/acc"] for r in runs],
-                "val_loss": [r["metrics"]["val/loss"] for r in runs],
-                "epochs": [r["epochs_trained"] for r in runs],
-                "wall_s": [r["wall_s"] for r in runs],
+                key: [s[key] for s in seeds] for key in ("test_acc", "cv_val_loss", "wall_s")
             }
+            row["encoders"][encoder]["single_acc"] = [a for s in seeds for a in s["single_acc"]]
+            row["encoders"][encoder]["epochs"] = [e for s in seeds for e in s["epochs"]]
+            row["encoders"][encoder]["all_seeds_acc"] = ensemble_accuracy(
+                [f for s in seeds for f in s["folders"]]
+            )
             print(f"  {name} {encoder}: {_mean_std(row['encoders'][encoder]['test_acc'])}")
         rows.append(row)
     print_classification(rows)
     return rows
 
 
+def cross_validated(folder: Path, name: str, encoder: str, seed: int, args) -> dict:
+    """One seed of the recipe: K models on the K folds of the training part (each picks its
+    checkpoint on its own held-out fold), voting on the test set. Every training series is
+    learnt by K - 1 of them, and the mean out-of-fold validation loss ranks the encoders
+    without the test set."""
+    summary = train(
+        folder,
+        [
+            "experiment=seq_timeseries",
+            f"dataset.name={name}",
+            f"model.encoder={encoder}",
+            f"trainer.seed={seed}",
+            f"cv.seed={seed}",
+            f"cv.folds={args.folds}",
+            *epochs(args.epochs),
+            *args.overrides,
+        ],
+    )
+    folds = [folder / f"fold_{k}" for k in range(args.folds)]
+    runs = [json.loads((f / "metrics.json").read_text()) for f in folds]
+    return {
+        "test_acc": ensemble_accuracy(folds),
+        "single_acc": [r["metrics"]["test/acc"] for r in runs],
+        "cv_val_loss": summary["metrics"]["val/loss"],
+        "epochs": [r["epochs_trained"] for r in runs],
+        "wall_s": summary["wall_s"],
+        "folders": folds,
+    }
+
+
 @torch.no_grad()
 def ensemble_accuracy(folders: list[Path]) -> float:
-    """Test accuracy of the seeds' best checkpoints voting with their mean probabilities."""
+    """Test accuracy of the runs' best checkpoints voting with their mean probabilities."""
     from hydra.utils import instantiate
 
     from runner.metrics.sample_quality import load_classifier
@@ -111,36 +140,41 @@ def ensemble_accuracy(folders: list[Path]) -> float:
 def print_classification(rows: list[dict]) -> None:
     """Per dataset: each encoder's test accuracy, the best by validation loss, 1-NN DTW."""
     encoders = list(rows[0]["encoders"])
-    print("\nTest accuracy, mean +- std over seeds (wall time per run, one CPU thread)")
+    print(
+        "\nTest accuracy of the fold ensembles, mean +- std over seeds (wall time per seed, "
+        "all folds; in brackets below: single fold models)"
+    )
     print(
         "| dataset | "
         + " | ".join(encoders)
-        + " | best (by val loss) | its seed ensemble | 1-NN DTW | best - DTW |"
+        + " | best (by CV val loss) | all its seeds | 1-NN DTW | best - DTW |"
     )
     print("|---" * (len(encoders) + 5) + "|")
-    gaps, ensemble_gaps = [], []
+    gaps, pooled_gaps = [], []
     for row in rows:
         results = row["encoders"]
-        best = min(results, key=lambda e: np.mean(results[e]["val_loss"]))
+        best = min(results, key=lambda e: np.mean(results[e]["cv_val_loss"]))
         best_acc = float(np.mean(results[best]["test_acc"]))
         gaps.append(best_acc - row["1nn_dtw"])
-        ensemble_gaps.append(results[best]["ensemble_acc"] - row["1nn_dtw"])
+        pooled_gaps.append(results[best]["all_seeds_acc"] - row["1nn_dtw"])
         cells = [
             f"{_mean_std(r['test_acc'])} ({np.mean(r['wall_s']):.0f} s)" for r in results.values()
         ]
         print(
             f"| {row['dataset']} | "
             + " | ".join(cells)
-            + f" | {best} {best_acc:.3f} | {results[best]['ensemble_acc']:.3f}"
+            + f" | {best} {best_acc:.3f} | {results[best]['all_seeds_acc']:.3f}"
             + f" | {row['1nn_dtw']:.3f} | {100 * gaps[-1]:+.1f} pts |"
         )
+        singles = ", ".join(f"{e} {_mean_std(r['single_acc'])}" for e, r in results.items())
+        print(f"|  (single models: {singles}) |")
     print(
         f"Mean gap to 1-NN DTW: {100 * np.mean(gaps):+.1f} points; at least as accurate on "
         f"{sum(g >= 0 for g in gaps)} of {len(gaps)} datasets."
     )
     print(
-        f"Seed ensemble: {100 * np.mean(ensemble_gaps):+.1f} points; at least as accurate on "
-        f"{sum(g >= 0 for g in ensemble_gaps)} of {len(ensemble_gaps)} datasets."
+        f"All seeds' folds together: {100 * np.mean(pooled_gaps):+.1f} points; at least as "
+        f"accurate on {sum(g >= 0 for g in pooled_gaps)} of {len(pooled_gaps)} datasets."
     )
 
 
@@ -159,57 +193,90 @@ def seq_mnist(args, out: Path) -> dict:
 
 
 def autoencoders(args, out: Path) -> list[dict]:
-    """seq_ae's test reconstruction MSE beside PCA's on the same normalised series."""
+    """seq_ae's test reconstruction MSE (mean +- std over seeds) beside PCA's on the same
+    normalised series."""
     import torch
     from sklearn.decomposition import PCA
 
     from runner.data.timeseries import timeseries
 
     rows = []
-    print("\n| dataset | latent | seq_ae test MSE | PCA test MSE | epochs | wall s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| dataset | latent | seq_ae test MSE | PCA test MSE | seq_ae val MSE | PCA val MSE "
+        "| epochs | wall s per run |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name in AE_DATASETS:
         data = timeseries(name=name)  # the splits and normalisation the run uses
-
-        def flat(split) -> np.ndarray:
-            return torch.nan_to_num(split.images).flatten(1).numpy()
-
-        pca = PCA(args.latent_dim).fit(flat(data.train))
-        test = flat(data.test)
-        pca_mse = float(np.mean((pca.inverse_transform(pca.transform(test)) - test) ** 2))
-        summary = train(
-            out / "seq_ae" / name,
-            [
-                "experiment=seq_ae_timeseries",
-                f"dataset.name={name}",
-                f"model.latent_dim={args.latent_dim}",
-                f"trainer.max_epochs={args.ae_epochs}",
-            ],
+        train_x, val_x, test_x = (
+            torch.nan_to_num(s.images).flatten(1).numpy() for s in (data.train, data.val, data.test)
         )
-        mse = summary["metrics"]["test/recon_mse"]
-        rows.append({"dataset": name, "seq_ae": mse, "pca": pca_mse, **summary})
+        pca = PCA(args.latent_dim).fit(train_x)
+
+        def pca_mse(x: np.ndarray, pca: PCA = pca) -> float:
+            return float(np.mean((pca.inverse_transform(pca.transform(x)) - x) ** 2))
+
+        runs = [
+            train(
+                out / "seq_ae" / f"{name}_seed{seed}",
+                [
+                    "experiment=seq_ae_timeseries",
+                    f"dataset.name={name}",
+                    f"model.latent_dim={args.latent_dim}",
+                    *epochs(args.ae_epochs),
+                    f"trainer.seed={seed}",
+                ],
+            )
+            for seed in args.seeds
+        ]
+        row = {
+            "dataset": name,
+            "seq_ae": [r["metrics"]["test/recon_mse"] for r in runs],
+            "seq_ae_val": [r["metrics"]["val/recon_mse"] for r in runs],
+            "pca": pca_mse(test_x),
+            "pca_val": pca_mse(val_x),
+            "epochs": [r["epochs_trained"] for r in runs],
+            "best_epoch": [r["best_epoch"] for r in runs],
+            "wall_s": [r["wall_s"] for r in runs],
+        }
+        rows.append(row)
         print(
-            f"| {name} | {args.latent_dim} | {mse:.4f} | {pca_mse:.4f} | "
-            f"{summary['epochs_trained']} | {summary['wall_s']:.0f} |"
+            f"| {name} | {args.latent_dim} | {_mean_std(row['seq_ae'], 4)} | {row['pca']:.4f} | "
+            f"{_mean_std(row['seq_ae_val'], 4)} | {row['pca_val']:.4f} | "
+            f"{runs[0]['epochs_trained']} | {np.mean(row['wall_s']):.0f} |"
         )
     return rows
 
 
-def _mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+def epochs(count: int | None) -> list[str]:
+    """The override for `count` epochs; none (the preset's) for None."""
+    return [] if count is None else [f"trainer.max_epochs={count}"]
+
+
+def _mean_std(values: list[float], digits: int = 3) -> str:
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="folder holding MNIST/ (for sequential MNIST)")
-    parser.add_argument("--out", type=Path, help="run folders (default: a temporary folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="run folders (default: a temporary folder); runs finished there are reused, so an "
+        "interrupted benchmark continues and separate invocations combine into one table",
+    )
     parser.add_argument("--quick", action="store_true", help="few epochs, one seed: a smoke test")
     parser.add_argument("--parts", nargs="+", default=["classify", "mnist", "ae"])
     parser.add_argument("--datasets", nargs="+", default=DATASETS)
     parser.add_argument("--encoders", nargs="+", default=ENCODERS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--ae-epochs", type=int, default=500)
+    parser.add_argument("--epochs", type=int, help="classifier epochs (default: the preset's)")
+    parser.add_argument("--folds", type=int, default=5, help="fold models per seed")
+    parser.add_argument(
+        "--overrides", nargs="+", default=[], help="more overrides for the classifier runs"
+    )
+    parser.add_argument("--ae-epochs", type=int, help="seq_ae epochs (default: the preset's)")
     parser.add_argument("--latent-dim", type=int, default=8)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     args = parser.parse_args()

@@ -160,17 +160,21 @@ def test_each_encoder_learns_variable_length_multivariate_series(config, toy, en
 
 
 CASES = [
-    ("rnn", "last", False, []),
-    ("lstm", "last", True, []),
-    ("gru", "mean", True, [8]),
-    ("lstm", "mean", False, [8, 8]),
-    ("transformer", "mean", False, [8]),
-    ("transformer", "last", False, []),
+    ("rnn", "last", False, [], "stem", 1),
+    ("lstm", "last", True, [], "stem", 1),
+    ("gru", "mean", True, [8], "stem", 1),
+    ("lstm", "mean", False, [8, 8], "stem", 1),
+    ("gru", "mean", True, [8, 8], "both", 3),
+    ("lstm", "last", True, [8], "stem", 4),
+    ("lstm", "last", False, [8, 8], "parallel", 1),
+    ("transformer", "mean", False, [8], "stem", 1),
+    ("transformer", "mean", False, [8], "both", 2),
+    ("transformer", "last", False, [], "stem", 1),
 ]
 
 
-@pytest.mark.parametrize(("encoder", "pooling", "bidirectional", "conv"), CASES)
-def test_padding_never_changes_a_prediction(encoder, pooling, bidirectional, conv):
+@pytest.mark.parametrize(("encoder", "pooling", "bidirectional", "conv", "layout", "stride"), CASES)
+def test_padding_never_changes_a_prediction(encoder, pooling, bidirectional, conv, layout, stride):
     torch.manual_seed(0)
     model = SeqClassifier(
         (20, 3),
@@ -183,6 +187,9 @@ def test_padding_never_changes_a_prediction(encoder, pooling, bidirectional, con
         d_model=16,
         nhead=4,
         conv_channels=conv,
+        conv_kernel=[5, 3] if len(conv) == 2 else 5,
+        conv_layout=layout,
+        encoder_stride=stride,
         normalization="batch",
     ).eval()
     lengths = [20, 7, 13, 2]
@@ -327,6 +334,12 @@ def test_a_folder_without_ts_files_is_a_clear_error(tmp_path):
         (["model.encoder=cnn"], "model.encoder='cnn' is not valid"),
         (["model.in_shape=[64]"], "model=seq_classifier reads its input as a sequence"),
         (
+            ["model.conv_channels=[8,8]", "model.conv_kernel=[7,5,3]"],
+            "names 3 kernel sizes for 2 convolutions",
+        ),
+        (["model.conv_layout=side"], "model.conv_layout='side' is not valid"),
+        (["model.encoder_stride=0"], "model.encoder_stride=0 is out of range"),
+        (
             ["regularization.augmentation.jitter=0.1"],
             "regularization.augmentation.jitter applies to series",
         ),
@@ -367,3 +380,32 @@ def test_image_runs_do_not_import_aeon():
     code = "import sys, runner.train; sys.exit('aeon' in sys.modules)"
     root = Path(__file__).resolve().parent.parent
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_seq_ae_starts_as_pca_of_the_training_series_and_keeps_it_fixed():
+    from sklearn.decomposition import PCA
+
+    from runner.models.sequence import SeqAutoencoder
+    from runner.training.step import OptimizerStep
+
+    torch.manual_seed(0)
+    train, test = torch.randn(40, 12, 2), torch.randn(10, 12, 2)
+    labels = torch.zeros(8, dtype=torch.long)
+    batches = [(train[start : start + 8], labels) for start in range(0, 40, 8)]
+    model = SeqAutoencoder((12, 2), latent_dim=3, hidden_size=8)  # linear=auto: pca here
+    model.on_fit_start(batches, batches[:1], lambda batch, train: batch, steps_per_epoch=5)
+    with torch.no_grad():
+        as_pca = model.eval()(test)
+    pca = PCA(3).fit(train.flatten(1).numpy())
+    expected = pca.inverse_transform(pca.transform(test.flatten(1).numpy()))
+    assert np.allclose(as_pca.flatten(1).numpy(), expected, atol=1e-4)
+
+    fitted = model.linear_decoder.weight.clone()
+    optimizers = {"model": torch.optim.Adam(model.parameters(), lr=1e-2)}
+    step = OptimizerStep(torch.device("cpu"))
+    model.train()
+    for batch in batches:
+        model.training_step(batch, optimizers, step)
+    # Training moved the recurrent parts around a fixed PCA.
+    assert torch.equal(model.linear_decoder.weight, fitted)
+    assert model.to_output.weight.abs().sum() > 0

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import PositiveInt
 
-from runner.data.datasets import ImageData, TensorSplit, carve_splits, user_cache_dir
+from runner.data.datasets import (
+    ImageData,
+    SplitFraction,
+    TensorSplit,
+    carve_splits,
+    user_cache_dir,
+)
 from runner.errors import RunnerError
 
 log = logging.getLogger(__name__)
@@ -24,8 +31,8 @@ def timeseries(
     name: str = "GunPoint",
     path: str | None = None,
     download: bool = False,
-    val_fraction: float = 0.2,
-    train_subset: int | None = None,
+    val_fraction: SplitFraction = 0.2,
+    train_subset: PositiveInt | None = None,
     split_seed: int = 0,
     normalize: bool = True,
     cache_dir: str | None = None,

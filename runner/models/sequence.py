@@ -14,17 +14,18 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from runner.data.sequence_augment import series_lengths
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
-from runner.models.blocks import Init, Normalization, family_norm
+from runner.models.blocks import Dropout, Init, Normalization, family_norm
 from runner.models.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,13 @@ log = logging.getLogger(__name__)
 EncoderKind = Literal["rnn", "lstm", "gru", "transformer"]
 RecurrentKind = Literal["rnn", "lstm", "gru"]
 Pooling = Literal["last", "mean"]
+ConvLayout = Literal["stem", "parallel", "both"]
 SeriesNoise = Literal["none", "gaussian", "masking"]
+LinearPath = Literal["auto", "pca", "learned"]
+Kernel = PositiveInt | Sequence[PositiveInt]  # one size for every convolution, or one each
+# model.linear=pca sums the second moments of the flattened series: D x D numbers for D values;
+# `auto` takes PCA up to this size.
+PCA_MAX_VALUES = 8192
 _RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -87,13 +94,24 @@ class ConvStem(nn.Module):
     past each series' end are zeroed after every layer so padding never reaches valid steps."""
 
     def __init__(
-        self, features: int, channels: Sequence[int], kernel: int, normalization: Normalization
+        self,
+        features: int,
+        channels: Sequence[int],
+        kernel: int | Sequence[int],
+        normalization: Normalization,
     ) -> None:
         super().__init__()
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
-        for width in channels:
-            self.convs.append(nn.Conv1d(features, width, kernel, padding="same"))
+        kernels = [kernel] * len(channels) if isinstance(kernel, int) else list(kernel)
+        if len(kernels) != len(channels):
+            raise RunnerError(
+                f"model.conv_kernel={list(kernels)} names {len(kernels)} kernel sizes for "
+                f"{len(channels)} convolutions (model.conv_channels={list(channels)}): give one "
+                "size for all, or one per convolution."
+            )
+        for width, size in zip(channels, kernels):
+            self.convs.append(nn.Conv1d(features, width, size, padding="same"))
             self.norms.append(_norm(normalization, width))
             features = width
         self.out_features = features
@@ -106,6 +124,19 @@ class ConvStem(nn.Module):
             h = norm(h) if isinstance(norm, nn.BatchNorm1d) else norm(h.transpose(1, 2)).mT
             h = F.relu(h) * keep
         return h.transpose(1, 2)
+
+
+def strided_max(
+    h: torch.Tensor, lengths: torch.Tensor, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max over windows of `stride` steps of each series [B, T, D] (a window that crosses a
+    series' end takes the max of its valid steps), with the new lengths; zero past each end."""
+    valid = step_mask(lengths, h.shape[1]).unsqueeze(2)
+    filled = h.masked_fill(~valid, float("-inf")).transpose(1, 2)
+    pooled = F.max_pool1d(filled, stride, ceil_mode=True).transpose(1, 2)
+    lengths = torch.div(lengths + stride - 1, stride, rounding_mode="floor")
+    keep = step_mask(lengths, pooled.shape[1]).unsqueeze(2)
+    return pooled.masked_fill(~keep, 0.0), lengths
 
 
 def positional_encoding(steps: int, width: int, device: torch.device) -> torch.Tensor:
@@ -127,28 +158,41 @@ class SequenceEncoder(nn.Module):
     series' end) or a Transformer encoder (padding masked out of attention), then the output
     at the last valid step (`pooling=last`; for a bidirectional RNN the final states of both
     directions) or the mean over valid steps.
+
+    `conv_layout` places the convolutions: `stem` feeds them to the encoder; `parallel` lets
+    them and the encoder read the series side by side, as in LSTM-FCN (Karim et al., 2018),
+    and `both` feeds them to the encoder and also hands them on. In the last two the
+    convolutions' mean over time (global average pooling, as in FCN) is concatenated with the
+    encoder's vector. `encoder_stride` > 1 max-pools what the encoder reads over that many steps
+    (each series' own, past its end nothing), so long series cost the sequential layers fewer
+    steps while the convolutions' mean still sees every step.
     """
 
     def __init__(
         self,
         features: int,
         encoder: EncoderKind = "lstm",
-        hidden_size: int = 128,
-        num_layers: int = 1,
+        hidden_size: PositiveInt = 128,
+        num_layers: PositiveInt = 1,
         bidirectional: bool = False,
         pooling: Pooling = "last",
-        d_model: int = 64,
-        nhead: int = 4,
-        conv_channels: Sequence[int] = (),
-        conv_kernel: int = 5,
-        dropout: float = 0.0,
+        d_model: PositiveInt = 64,
+        nhead: PositiveInt = 4,
+        conv_channels: Sequence[PositiveInt] = (),
+        conv_kernel: Kernel = 5,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "none",
+        conv_layout: ConvLayout = "stem",
+        encoder_stride: PositiveInt = 1,
     ) -> None:
         super().__init__()
         self.kind = encoder
         self.pooling = pooling
+        self.stride = encoder_stride
         self.stem = ConvStem(features, conv_channels, conv_kernel, normalization)
-        features = self.stem.out_features
+        self.layout = conv_layout if conv_channels else "stem"
+        if self.layout != "parallel":
+            features = self.stem.out_features
         if encoder == "transformer":
             if d_model % nhead:
                 raise RunnerError(
@@ -169,7 +213,7 @@ class SequenceEncoder(nn.Module):
             self.layers = nn.TransformerEncoder(
                 layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
             )
-            self.out_features = d_model
+            width = d_model
         else:
             self.layers = _RECURRENT[encoder](
                 features,
@@ -179,34 +223,45 @@ class SequenceEncoder(nn.Module):
                 bidirectional=bidirectional,
                 dropout=dropout if num_layers > 1 else 0.0,
             )
-            self.out_features = hidden_size * (2 if bidirectional else 1)
+            width = hidden_size * (2 if bidirectional else 1)
+        self.encoder_features = width
+        self.out_features = width + (self.stem.out_features if self.layout != "stem" else 0)
 
-    def steps(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Per-step outputs [B, T, D] (zeros past each end for the recurrent layers)."""
+    def forward(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = step_mask(lengths, seq.shape[1])
-        h = self.stem(seq, mask)
+        conv = self.stem(seq, mask)
+        h, steps, step_lengths = seq if self.layout == "parallel" else conv, mask, lengths
+        if self.stride > 1:
+            h, step_lengths = strided_max(h, lengths, self.stride)
+            steps = step_mask(step_lengths, h.shape[1])
+        if self.pooling == "last" and self.kind != "transformer":
+            pooled = self._final_states(h, step_lengths)
+        else:
+            out = self._steps(h, step_lengths, steps)
+            if self.pooling == "mean":
+                pooled = masked_mean(out, steps)
+            else:
+                pooled = out[torch.arange(len(out), device=out.device), step_lengths - 1]
+        if self.layout == "stem":
+            return pooled
+        return torch.cat([masked_mean(conv, mask), pooled], 1)
+
+    def _steps(self, h: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-step outputs [B, T, D] (zeros past each end for the recurrent layers)."""
         if self.kind == "transformer":
-            h = self.project(h) + positional_encoding(h.shape[1], self.out_features, h.device)
+            h = self.project(h) + positional_encoding(h.shape[1], self.encoder_features, h.device)
             return self.layers(h, src_key_padding_mask=~mask)
         out, _ = self._recurrent(h, lengths)
         return pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])[0]
-
-    def forward(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "last" and self.kind != "transformer":
-            return self._final_states(seq, lengths)
-        h = self.steps(seq, lengths)
-        if self.pooling == "mean":
-            return masked_mean(h, step_mask(lengths, seq.shape[1]))
-        return h[torch.arange(len(h), device=h.device), lengths - 1]
 
     def _recurrent(self, h: torch.Tensor, lengths: torch.Tensor):
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return self.layers(packed)
 
-    def _final_states(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _final_states(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The top layer's final hidden state of each direction (the backward direction ends
         at step 0, having read the whole series)."""
-        _, state = self._recurrent(self.stem(seq, step_mask(lengths, seq.shape[1])), lengths)
+        _, state = self._recurrent(h, lengths)
         final = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
         directions = 2 if self.layers.bidirectional else 1
         return final[-directions:].transpose(0, 1).flatten(1)
@@ -278,15 +333,17 @@ class SeqClassifier(Classifier):
         in_shape: Sequence[int],
         num_classes: int,
         encoder: EncoderKind = "lstm",
-        hidden_size: int = 128,
-        num_layers: int = 1,
+        hidden_size: PositiveInt = 128,
+        num_layers: PositiveInt = 1,
         bidirectional: bool = False,
         pooling: Pooling = "last",
-        d_model: int = 64,
-        nhead: int = 4,
-        conv_channels: Sequence[int] = (),
-        conv_kernel: int = 5,
-        dropout: float = 0.0,
+        d_model: PositiveInt = 64,
+        nhead: PositiveInt = 4,
+        conv_channels: Sequence[PositiveInt] = (),
+        conv_kernel: Kernel = 5,
+        conv_layout: ConvLayout = "stem",
+        encoder_stride: PositiveInt = 1,
+        dropout: Dropout = 0.0,
         normalization: Normalization = "none",
         init: Init = "default",
         pretrained: str | None = None,
@@ -306,6 +363,8 @@ class SeqClassifier(Classifier):
             conv_kernel,
             dropout,
             normalization,
+            conv_layout,
+            encoder_stride,
         )
         width = self.encoder.out_features
         self.head = nn.Sequential(
@@ -346,7 +405,12 @@ class SeqAutoencoder(RunnerModel):
     The decoder starts from the code (its initial state) and reads the code and the position in
     the series at every step. Linear maps between the whole series and the code run beside the
     encoder and the decoder, so the model contains what PCA can do and the recurrent parts learn
-    what is left.
+    what is left. With `linear=pca` (`auto`: for series of up to 8,192 values) the linear maps
+    are PCA of the training series, fitted before the first epoch and fixed, and the recurrent
+    parts' output layers start from zero: the model reconstructs as PCA does plus what the
+    recurrent parts learn, and the best checkpoint (lowest validation loss) keeps them only
+    where they help on held-out series. `linear=learned` trains the maps by gradient descent
+    with the rest.
     The loss is the MSE over observed steps. With `noise_type` set it is a denoising
     autoencoder: corrupted input, clean target.
     """
@@ -354,22 +418,33 @@ class SeqAutoencoder(RunnerModel):
     def __init__(
         self,
         in_shape: Sequence[int],
-        latent_dim: int = 16,
+        latent_dim: PositiveInt = 16,
         encoder: RecurrentKind = "gru",
-        hidden_size: int = 64,
-        num_layers: int = 1,
+        hidden_size: PositiveInt = 64,
+        num_layers: PositiveInt = 1,
         bidirectional: bool = True,
-        conv_channels: Sequence[int] = (),
-        conv_kernel: int = 5,
+        conv_channels: Sequence[PositiveInt] = (),
+        conv_kernel: Kernel = 5,
         noise_type: SeriesNoise = "none",
-        noise_level: float = 0.0,
-        dropout: float = 0.0,
+        noise_level: Annotated[float, Field(ge=0, le=1)] = 0.0,  # std, or probability
+        linear: LinearPath = "auto",
+        dropout: Dropout = 0.0,
         normalization: Normalization = "none",
         init: Init = "default",
     ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.steps, self.features = sequence_shape(in_shape, "seq_ae")
+        values = self.steps * self.features
+        if linear == "pca" and values > PCA_MAX_VALUES:
+            raise RunnerError(
+                f"model.linear=pca fits PCA to series of {self.steps} x {self.features} = "
+                f"{values} values, which needs a {values} x {values} matrix; above "
+                f"{PCA_MAX_VALUES} values pass model.linear=learned (or auto)."
+            )
+        if linear == "auto":
+            linear = "pca" if values <= PCA_MAX_VALUES else "learned"
+        self.linear = linear
         self.latent_dim = latent_dim
         self.noise_type = noise_type
         self.noise_level = noise_level
@@ -401,12 +476,50 @@ class SeqAutoencoder(RunnerModel):
         self.hidden_size = hidden_size
         init_sequence_weights(self, init)
 
+    def _flat(self, seq: torch.Tensor) -> torch.Tensor:
+        """[B, T, F] -> [B, steps * F]; padding is zero here, so the linear path sees each
+        series the same however padded."""
+        return F.pad(seq, (0, 0, 0, max(self.steps - seq.shape[1], 0)))[:, : self.steps].flatten(1)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         seq, lengths = as_sequence(x)
-        # Padding is zero here, so the linear path sees each series the same however padded.
-        flat = F.pad(seq, (0, 0, 0, max(self.steps - seq.shape[1], 0)))[:, : self.steps]
         encoding = self.code_dropout(self.code_norm(self.encoder(seq, lengths)))
-        return self.to_code(encoding) + self.linear_encoder(flat.flatten(1))
+        return self.to_code(encoding) + self.linear_encoder(self._flat(seq))
+
+    def on_fit_start(self, train, val, preprocess, steps_per_epoch: int) -> None:
+        if self.linear == "pca":
+            # Reading the data must not shift the training's random stream.
+            with torch.random.fork_rng(devices=[]):
+                self.fit_pca(train, preprocess)
+
+    @torch.no_grad()
+    def fit_pca(self, loader, preprocess) -> None:
+        """The linear maps := PCA of `loader`'s series (the top `latent_dim` components), fixed
+        from then on; the recurrent parts' output layers restart from zero, so training starts
+        from PCA's reconstruction exactly and learns only what is left."""
+        values = self.steps * self.features
+        count, total = 0, torch.zeros(values, dtype=torch.float64)
+        outer = torch.zeros(values, values, dtype=torch.float64)
+        for batch in loader:
+            x, _ = preprocess(batch, train=False)
+            flat = self._flat(as_sequence(x)[0]).double().cpu()
+            count, total, outer = count + len(flat), total + flat.sum(0), outer + flat.T @ flat
+        mean = total / count
+        _, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))  # ascending
+        kept = min(self.latent_dim, values)  # a code wider than the series keeps zeros
+        components = torch.zeros(values, self.latent_dim, dtype=vectors.dtype)
+        components[:, :kept] = vectors[:, -kept:].flip(1)
+        like = self.linear_encoder.weight
+        self.linear_encoder.weight.copy_(components.T.to(like))
+        self.linear_encoder.bias.copy_((-components.T @ mean).to(like))
+        self.linear_decoder.weight.copy_(components.to(like))
+        self.linear_decoder.bias.copy_(mean.to(like))
+        for layer in (self.linear_encoder, self.linear_decoder):
+            layer.requires_grad_(False)
+        for layer in (self.to_code, self.to_output):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        log.info("seq_ae: linear path fitted as PCA of %d training series.", count)
 
     def decode(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Codes [B, latent_dim] -> sequences [B, steps, features]."""
