@@ -63,6 +63,7 @@ def test_an_image_that_fails_only_when_decoded_in_a_worker_is_named(tmp_path):
     assert "Traceback" not in message and "worker" not in message
 
 
+@pytest.mark.slow
 def test_a_classifier_on_one_class_stops_at_start_up_and_an_autoencoder_trains(
     tmp_path, cli_error, config
 ):

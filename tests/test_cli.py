@@ -43,6 +43,7 @@ def test_a_run_prints_the_tree_and_the_tensorboard_line_and_writes_its_folder(tm
     assert "test/loss" in json.loads((run_dir / "metrics.json").read_text())["metrics"]
 
 
+@pytest.mark.slow
 def test_multirun_sweeps_two_values_into_one_log_folder(tmp_path):
     sweep = tmp_path / "sweep"
     result = _cli("-m", *QUICK, "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", cwd=ROOT)

@@ -83,6 +83,7 @@ def test_original_gz_files_load_without_download(tmp_path):
     assert (len(data.train), len(data.val), len(data.test)) == (54, 6, 20)
 
 
+@pytest.mark.slow
 def test_parallel_trials_unpack_and_cache_the_same_files_safely(tmp_path):
     # A sweep's first trials all find the .gz files packed and the cache empty at once.
     root = write_mnist_like(tmp_path, "MNIST", n_train=2000, n_test=500, compress=True)

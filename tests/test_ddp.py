@@ -109,6 +109,7 @@ def finish(procs: list[subprocess.Popen], limit: float) -> list[tuple[int, str]]
 
 
 # -- every rank ends the same ------------------------------------------------------------------
+@pytest.mark.slow
 def test_cnn_with_batchnorm_dropout_augmentation_plateau_and_early_stopping(tmp_path):
     """The run that used to hang (issue: ranks disagreed on val/loss, then on the test pass)."""
     summary, ranks = trained(
@@ -158,6 +159,7 @@ def single(out: Path, *overrides: str, device=CPU) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "loader",
     ["device", pytest.param("dataloader", marks=pytest.mark.slow)],  # workers: ~25 s
@@ -218,6 +220,7 @@ def test_a_killed_ddp_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_pat
     assert ranks[0]["metrics"] == ranks[1]["metrics"]
 
 
+@pytest.mark.slow
 def test_checkpoints_move_between_one_process_and_ddp(tmp_path, config):
     """A single-process checkpoint continues under DDP, and a DDP one in a single process."""
     common = ("model.hidden_dims=[32]", "logger.tensorboard=false")
@@ -229,6 +232,7 @@ def test_checkpoints_move_between_one_process_and_ddp(tmp_path, config):
 
 
 # -- failures end every rank -----------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "says"),
     [

@@ -64,6 +64,7 @@ def test_eval_refuses_data_of_another_shape(tmp_path, config, tiny_mnist):
         evaluate_split(saved, cfg, "test", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_eval_of_a_folder_that_is_no_run_stops_before_writing(tmp_path):
     (tmp_path / "notarun").mkdir()
     proc = evaluate(tmp_path, f"ckpt_path={tmp_path / 'notarun'}", "hydra.run.dir=out")

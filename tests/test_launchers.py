@@ -14,6 +14,7 @@ from runner.config import CONF_DIR, register_configs
 from runner.search.resources import cpu_count
 
 
+@pytest.mark.slow
 def test_joblib_runs_trials_in_parallel_processes_that_prune_through_the_study(tmp_path, multirun):
     sweep = tmp_path / "joblib"
     proc = multirun(

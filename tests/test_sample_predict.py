@@ -58,6 +58,7 @@ def test_predict_writes_one_row_per_image_that_agrees_with_the_model(
     assert grid.size[0] > 8 * 8  # eight captioned tiles per row
 
 
+@pytest.mark.slow
 def test_sample_draws_the_same_pictures_for_the_same_seed(tmp_path, config):
     vae = tmp_path / "vae"
     run(

@@ -118,7 +118,7 @@ def test_generative_runs_report_fd_against_a_trained_classifier(
         evaluate_samples(tmp_path / "run", tmp_path / "gan", samples=50, device="cpu")
 
 
-@pytest.mark.parametrize("model", ["deep_ae", "vae"])
+@pytest.mark.parametrize("model", ["deep_ae", pytest.param("vae", marks=pytest.mark.slow)])
 def test_latent_codes_go_to_the_projector_with_labels(model, config, tiny_mnist, tmp_path):
     extra = ["model.nll_samples=2"] if model == "vae" else []
     data = ["dataset=mnist", f"dataset.root={tiny_mnist}", "dataset.download=false"]

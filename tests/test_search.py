@@ -93,6 +93,7 @@ def test_grid_multirun_with_the_basic_sweeper(tmp_path, multirun):
         assert fast < 0.8 * slow, (fast, slow)
 
 
+@pytest.mark.slow
 def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path, multirun):
     sweep = tmp_path / "optuna"
     first = multirun(sweep, *OPTUNA, "hydra.sweeper.n_trials=2")

@@ -229,6 +229,7 @@ def test_sequential_mnist_reads_images_row_by_row(config, tiny_mnist):
     assert metrics["test/acc"] > 0.5  # chance is 0.1
 
 
+@pytest.mark.slow
 def test_seq_ae_beats_the_mean_and_denoises(config, toy, tmp_path):
     common = [
         *toy(channels=2, variable=True),
