@@ -273,7 +273,7 @@ def test_each_cut_of_a_cnn_run_gives_those_activations(cnn_run):
             torch.testing.assert_close(model.features(x), want)
             assert model.head[-1].in_features == want.shape[1]
         auto = TransferClassifier((1, 28, 28), 4, pretrained=str(cnn_run), cut="auto").eval()
-        assert auto.head[-1].in_features == expected[AUTO_CUTS["classifier"][0]].shape[1]
+        assert auto.head[-1].in_features == expected[AUTO_CUTS[0]].shape[1]
 
 
 def test_a_conv_autoencoder_is_cut_at_its_maps_and_an_mlp_one_only_at_its_code(tmp_path):

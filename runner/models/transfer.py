@@ -33,7 +33,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # model.cut=auto for a run's backbone, first available wins: what transferred best across the
 # pairs of benchmarks/transfer.py (docs/benchmarks.md), for label-trained and label-free sources.
-AUTO_CUTS = {"classifier": ("trunk", "hidden"), "encoder": ("trunk", "hidden")}
+AUTO_CUTS = ("trunk", "hidden")
 
 
 class TransferClassifier(Classifier):
@@ -418,8 +418,7 @@ def _run_backbone(path: Path, cut: Cut) -> tuple[nn.Module, InputAdapter, int]:
         maps = source.conv_maps(torch.zeros(1, *shape)) if hasattr(source, "conv_maps") else None
     cuts = ("trunk", "pooled", "hidden") if maps is not None else ("hidden",)
     if cut == "auto":
-        kind = "classifier" if isinstance(source, Classifier) else "encoder"
-        cut = next(c for c in AUTO_CUTS[kind] if c in cuts)
+        cut = next(c for c in AUTO_CUTS if c in cuts)
     elif cut not in cuts:
         raise RunnerError(
             f"model.cut={cut}: the {model_cfg['_target_']} run at {path} has no convolutional "
