@@ -1,5 +1,5 @@
 # `make train`: set up .venv (first time only) and train the default experiment on the bundled digits.
-# `make test`:  the default test suite (offline, a few minutes on 2 CPU cores).
+# `make test`:  the default suite (offline; pytest-xdist, one worker per core; minutes on 2 cores).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +19,7 @@ train: $(STAMP)
 	$(BIN)/python -m runner.train experiment=ae_digits $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS)

@@ -4,15 +4,23 @@ Both train the same small classifier (a cnn with one block of 16 channels and a 
 layer) on the same in-memory MNIST tensors (the runner's decoded cache) for the same epochs with
 Adam at batch 128: the runner with its checkpoints, TensorBoard and test pass, the script with a
 checkpoint per epoch, a validation pass and a test pass. Each runs as a fresh process; the
-times are measured from the moment it is launched to its first optimiser step and to its exit.
+times are measured from the moment it is launched to its first optimiser step and to its exit,
+with the CPU seconds (user, system) each process used.
 
-    python benchmarks/startup.py --root /path/to/data            # 3 epochs, 3 repeats, CPU
+On glibc, freed blocks of a few MB go back to the kernel and are faulted in again at the next
+step; where page faults are dear (virtual machines) that system time varies several-fold from one
+launch to the next, for both processes alike. `--steady-malloc` fixes glibc's thresholds
+(MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) for both, to compare the two programs without it.
+
+    python benchmarks/startup.py --root /path/to/data            # 3 epochs, 5 repeats, CPU
+    python benchmarks/startup.py --root /path/to/data --steady-malloc
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +46,10 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="folder holding MNIST/raw/*.gz")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--steady-malloc", action="store_true", help="fix glibc's mmap and trim thresholds"
+    )
     parser.add_argument("--child", choices=["runner", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -58,8 +69,8 @@ def runner_child(args: argparse.Namespace) -> None:
     step = OptimizerStep.__call__
 
     def first_step_marked(self, *a, **k):
-        mark_first_step()
-        return step(self, *a, **k)
+        step(self, *a, **k)
+        mark_first_step()  # after the step, as the bare script marks it
 
     OptimizerStep.__call__ = first_step_marked
     from runner.train import main
@@ -131,19 +142,28 @@ def mnist_cache(root: str) -> Path:
     return cache_dir_for(Path(root).expanduser() / "MNIST" / "cache", "MNIST")
 
 
-def launch(kind: str, args: argparse.Namespace, folder: Path) -> tuple[float, float]:
-    """(seconds to the first optimiser step, seconds to exit) of one fresh process."""
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
+def launch(kind: str, args: argparse.Namespace, folder: Path) -> tuple[float, ...]:
+    """(seconds to the first optimiser step, seconds to exit, user CPU s, system CPU s) of one
+    fresh process."""
     mark = folder / f"{kind}.first"
     out = folder / (f"{kind}.pt" if kind == "bare" else f"{kind}-run")
     cmd = [sys.executable, __file__, "--child", kind, "--root", args.root, "--out", str(out)]
     cmd += ["--epochs", str(args.epochs), "--cache", str(mnist_cache(args.root))]
     started = time.time()
     env = {**os.environ, "FIRST_STEP_FILE": str(mark), "LAUNCHED_AT": repr(started)}
+    if args.steady_malloc:
+        env.update(STEADY_MALLOC)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, env=env, capture_output=True)
     total = time.time() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{kind} failed:\n{proc.stderr.decode()[-3000:]}")
-    return float(mark.read_text()), total
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return float(mark.read_text()), total, user, system
 
 
 def main() -> None:
@@ -153,24 +173,35 @@ def main() -> None:
     if args.child == "bare":
         return bare_child(args)
     require_root(args.root, "MNIST")
-    results: dict[str, list[tuple[float, float]]] = {"bare": [], "runner": []}
+    results: dict[str, list[tuple[float, ...]]] = {"bare": [], "runner": []}
+    header = (
+        f"{'launch':10s} {'first step (s)':>15s} {'whole run (s)':>14s} {'user, sys CPU (s)':>18s}"
+    )
+    print(header)
     with tempfile.TemporaryDirectory() as tmp:
         launch("runner", args, Path(tmp))  # decodes and caches MNIST once; not counted
-        for _ in range(args.repeats):
+        for i in range(args.repeats):
             for kind in ("bare", "runner"):  # alternate, so both see the same machine state
-                results[kind].append(launch(kind, args, Path(tmp)))
+                first_step, whole, user, system = launch(kind, args, Path(tmp))
+                results[kind].append((first_step, whole))
+                print(
+                    f"{kind} {i + 1:<{9 - len(kind)}d} {first_step:15.2f} {whole:14.2f} "
+                    f"{user:10.1f}, {system:5.1f}",
+                    flush=True,
+                )
     first = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
     total = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    allocator = "steady glibc thresholds" if args.steady_malloc else "default allocator"
     print(
-        f"\n{args.epochs} epochs of a small cnn on MNIST, CPU ({cores} cores), median of "
-        f"{args.repeats} launches each"
+        f"\n{args.epochs} epochs of a small cnn on MNIST, CPU ({cores} cores), {allocator}, "
+        f"median of {args.repeats} launches each"
     )
-    print(f"{'':22s} {'first step (s)':>15s} {'whole run (s)':>14s}")
+    print(f"{'':10s} {'first step (s)':>15s} {'whole run (s)':>14s}")
     for kind in ("bare", "runner"):
-        print(f"{kind:22s} {first[kind]:15.2f} {total[kind]:14.2f}")
+        print(f"{kind:10s} {first[kind]:15.2f} {total[kind]:14.2f}")
     print(
-        f"runner - bare: first step +{first['runner'] - first['bare']:.2f} s (target <= +0.3 s); "
+        f"runner - bare: first step {first['runner'] - first['bare']:+.2f} s (target <= +0.3 s); "
         f"whole run x{total['runner'] / total['bare']:.3f} (target <= 1.15)"
     )
 

@@ -14,6 +14,13 @@ import pytest
 from fakes import make_config, sweep_command, write_mnist_like
 from omegaconf import DictConfig
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: each, and the runs it starts, uses one thread.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):

@@ -73,3 +73,44 @@ def test_a_whole_classifier_run_imports_neither_torchvision_nor_torchmetrics(tin
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
     events = list((tmp_path / "run").rglob("events.out.tfevents*"))
     assert events and (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_first_step_waits_for_neither_tensorboard_nor_start_up_collections(
+    tiny_mnist, tmp_path
+):
+    """No garbage collection runs between the entry point and the start of training; at the first
+    optimiser step the collector is on again and TensorBoard is not imported yet (its writer
+    opens at the first write); the run still writes its events, and the collector is on when the
+    entry point returns."""
+    argv = [
+        "runner.train",
+        "model=cnn",
+        "model.channels=[4]",
+        "dataset=mnist",
+        f"dataset.root={tiny_mnist}",
+        "trainer.max_epochs=1",
+        "trainer.progress_bar=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    code = (
+        "import gc, json, sys\n"
+        "from runner.training.loop import Trainer\n"
+        "from runner.training.step import OptimizerStep\n"
+        "seen, step, fit, collections = [], OptimizerStep.__call__, Trainer.fit, []\n"
+        "def fit_start(self, *a, **k):\n"
+        "    seen.append(len(collections))\n"
+        "    return fit(self, *a, **k)\n"
+        "def first(self, *a, **k):\n"
+        "    if len(seen) == 1:\n"
+        "        seen.extend([gc.isenabled(), 'torch.utils.tensorboard' in sys.modules])\n"
+        "    return step(self, *a, **k)\n"
+        "OptimizerStep.__call__, Trainer.fit = first, fit_start\n"
+        "from runner.train import main\n"
+        f"sys.argv = {argv!r}\n"
+        "gc.callbacks.append(lambda phase, info: collections.append(phase))\n"
+        "main()\n"
+        "print(json.dumps(seen + [gc.isenabled()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, True, False, True]
+    assert list((tmp_path / "run").rglob("events.out.tfevents*"))
