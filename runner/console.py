@@ -74,11 +74,17 @@ def reported(task: Callable[[Any], Any]) -> Callable[[Any], Any]:
             from hydra.core.hydra_config import HydraConfig
             from hydra.types import RunMode
 
-            message = user_error_message(exc) if _explain["on"] else None
-            single = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
-            if message is None or not single:
-                raise
-            distributed.cleanup()
-            _exit_with(message)
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+                exit_on_user_error(exc)
+            raise
 
     return wrapper
+
+
+def exit_on_user_error(exc: Exception) -> None:
+    """In a single run from the console, a user's mistake ends the process here: its paragraph on
+    stderr and exit code 2. Returns for a bug (and under `HYDRA_FULL_ERROR=1`)."""
+    message = user_error_message(exc) if _explain["on"] else None
+    if message is not None:
+        distributed.cleanup()
+        _exit_with(message)

@@ -1,11 +1,11 @@
-"""`python -m runner.eval ckpt_path=RUN [checkpoint=best|last] [dataset.split=test|val|train] ...`
+"""`python -m runner.eval ckpt_path=RUN [checkpoint=best|last] [split=test|val|train] ...`
 
 Test a finished run again, on its own data or any dataset of the same shape: the run's saved
 config is the starting point, the overrides on the command line replace what they name (a group
 such as `dataset=fashion_mnist` as a whole, a key such as `dataset.root=...` alone), and the
 metrics, pictures and TensorBoard events of the chosen split go into a new run folder. The training
 run is never modified. Returns `<split>/<name of optimized_metric>`, so `-m` compares runs or
-datasets.
+datasets. (`--help` lists the options, runner/entry_config.py's EvalOptions holds them.)
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from runner.build import build_data
 from runner.config import CONF_DIR, TrainerConfig, settings_of
 from runner.console import reported
 from runner.data.loader import BatchPreprocessor, make_loader
-from runner.entry import Option, prepare, start, with_overrides
+from runner.entry import prepare, start
+from runner.entry_config import EvalOptions
 from runner.errors import RunnerError
 from runner.runs import Run
 from runner.training.device import resolve_precision, seed_everything, select_device
@@ -32,34 +33,21 @@ from runner.training.tensorboard import TensorBoardLogger
 
 log = logging.getLogger("runner.eval")
 
-OPTIONS = {
-    "checkpoint": Option("best", choices=("best", "last")),
-    "dataset.split": Option("test", choices=("test", "val", "train")),
-}
-options: dict[str, object] = {}  # their values, read by main() before Hydra runs
 
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 @reported
 def evaluate(composed: DictConfig) -> float:
     """Hydra's task function: the run's config with the user's overrides, tested on one split."""
-    split = options["dataset.split"]
-    run, cfg, out = prepare(composed, "eval", options["checkpoint"])
-    metrics = evaluate_split(run, cfg, split, out)
+    reused, out = prepare(composed, "eval")
+    split, cfg = str(reused.options.split), reused.config
+    metrics = evaluate_split(reused.run, cfg, split, out)
     name = cfg.optimized_metric.split("/", 1)[-1]
     return metrics.get(f"{split}/{name}", float("nan"))
 
 
-def usable(run: Run, values: dict, overrides: list[str]) -> None:
+def usable(run: Run, cfg: DictConfig, options: EvalOptions) -> None:
     """Before Hydra writes anything: the data the overrides name must have the model's image
     shape (and, for a classifier, its number of classes), as far as its config declares them."""
-    import tempfile
-
-    from runner.config import compose_run_config
-
-    with tempfile.TemporaryDirectory() as scratch:
-        composed = compose_run_config(scratch, [o for o in overrides if "ckpt_path=" not in o])
-    cfg = with_overrides(run.config, composed, overrides)
     check_data_fits(run, list(cfg.dataset.shape), cfg.dataset.get("num_classes"))
 
 
@@ -128,7 +116,7 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
 
 def main() -> None:
     """Console entry point (runner-eval)."""
-    start(evaluate, OPTIONS, options, usable)
+    start(evaluate)
 
 
 if __name__ == "__main__":

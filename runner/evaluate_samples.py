@@ -1,27 +1,76 @@
 """Score a finished generative run's samples in a domain classifier's feature space.
 
-    python -m runner.evaluate_samples --run-dir outputs/.../gan --classifier outputs/.../cnn
+    python -m runner.evaluate_samples ckpt_path=outputs/.../gan classifier=outputs/.../cnn
 
-Rebuilds the run's model and dataset from its checkpoint (best.pt, or --checkpoint last), draws
---samples images with `model.sample(n)` and prints `test/fd`, `test/fd_floor`,
-`test/class_coverage` and `test/confidence`; they are also written to <run-dir>/sample_quality.json.
+Rebuilds the run's model and dataset from its checkpoint (best.pt, or checkpoint=last), draws
+`samples` images with `model.sample(n)` and prints `test/fd`, `test/fd_floor`,
+`test/class_coverage` and `test/confidence`; they are written to sample_quality.json in the new
+folder and in the run's. As for `runner.eval`, other keys override the run's config: the data's
+new place (`dataset=mnist dataset.root=...`), the device (`trainer.device=cpu`). `--help` lists
+the options; runner/entry_config.py's EvaluateSamplesOptions holds them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
+import hydra
 import torch
+from omegaconf import DictConfig
 
 from runner.build import build_data, build_loaders
+from runner.config import CONF_DIR
+from runner.console import reported
 from runner.data.loader import BatchPreprocessor
+from runner.entry import prepare, start
+from runner.entry_config import EvaluateSamplesOptions
 from runner.errors import RunnerError
 from runner.metrics.sample_quality import generative_test_metrics
-from runner.runs import load_run
+from runner.runs import Run, checkpoint_file, load_run
 from runner.training.device import select_device
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate_samples")
+@reported
+def evaluate(composed: DictConfig) -> float:
+    """Hydra's task function; returns `test/fd`."""
+    reused, out = prepare(composed, "evaluate_samples")
+    options = reused.options
+    with torch.no_grad():
+        scores = sample_scores(reused.run, reused.config, options.classifier, options.samples)
+    text = json.dumps(scores, indent=2) + "\n"
+    (out / "sample_quality.json").write_text(text)
+    if Path(composed.ckpt_path).is_dir():
+        (Path(composed.ckpt_path) / "sample_quality.json").write_text(text)
+    print("  ".join(f"{k}={v:.4g}" for k, v in scores.items()), flush=True)
+    return scores["test/fd"]
+
+
+def usable(run: Run, cfg: DictConfig, options: EvaluateSamplesOptions) -> None:
+    """The folder of a classifier run, and a family that samples."""
+    if options.classifier is None:
+        raise RunnerError(
+            "runner.evaluate_samples needs classifier=<the folder of a cnn run on the same data>."
+        )
+    checkpoint_file(options.classifier)
+    if not hasattr(run.model, "sample"):
+        raise RunnerError(
+            f"{run.checkpoint} holds a {cfg.model._target_}, which cannot sample: pass a vae or "
+            "gan run."
+        )
+
+
+def sample_scores(run: Run, cfg: DictConfig, classifier: str | Path, samples: int) -> dict:
+    """Sample-quality metrics of `run`'s model against the test data of `cfg`."""
+    device = select_device(cfg.trainer.device)
+    model = run.model.to(device)
+    cfg.trainer.loader = "auto"
+    data = build_data(cfg)
+    _, _, test_loader = build_loaders(cfg, data, device, cfg.trainer.seed)
+    return generative_test_metrics(
+        model.sample, test_loader, BatchPreprocessor(), classifier, samples, device
+    )
 
 
 def evaluate_samples(
@@ -32,53 +81,20 @@ def evaluate_samples(
     data_root: str | None = None,
     device: str = "auto",
 ) -> dict[str, float]:
-    """Sample-quality metrics of the generative model saved in `run_dir`."""
+    """Sample-quality metrics of the generative model saved in `run_dir`, in-process."""
     run = load_run(run_dir, checkpoint)
     cfg = run.config
     if data_root is not None:
         cfg.dataset.root = data_root
-    cfg.trainer.loader = "auto"
-    dev = select_device(device)
-    model = run.model.to(dev)
-    if not hasattr(model, "sample"):
-        raise RunnerError(
-            f"{run_dir} holds a {cfg.model._target_}, which cannot sample: pass a vae or gan run."
-        )
-    data = build_data(cfg)
-    _, _, test_loader = build_loaders(cfg, data, dev, cfg.trainer.seed)
-    preprocess = BatchPreprocessor()
-    return generative_test_metrics(model.sample, test_loader, preprocess, classifier, samples, dev)
+    cfg.trainer.device = device
+    usable(run, cfg, EvaluateSamplesOptions(classifier=str(classifier), samples=samples))
+    return sample_scores(run, cfg, classifier, samples)
 
 
-def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", required=True, help="folder of a finished vae or gan run")
-    parser.add_argument("--classifier", required=True, help="folder of a cnn run on the same data")
-    parser.add_argument("--samples", type=int, default=10_000, help="samples to draw")
-    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    parser.add_argument("--data-root", default=None, help="dataset root, if it has moved")
-    parser.add_argument("--device", default="auto")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = argument_parser().parse_args(argv)
-    try:
-        scores = evaluate_samples(
-            args.run_dir,
-            args.classifier,
-            args.samples,
-            args.checkpoint,
-            args.data_root,
-            args.device,
-        )
-    except RunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    (Path(args.run_dir) / "sample_quality.json").write_text(json.dumps(scores, indent=2) + "\n")
-    print("  ".join(f"{k}={v:.4g}" for k, v in scores.items()))
+def main() -> None:
+    """Console entry point (runner-evaluate-samples)."""
+    start(evaluate)
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(False)
     main()

@@ -4,7 +4,8 @@ Classify your own images with a finished classifier run (`cnn`, `transfer`): eac
 as the run saw its data (resized to its shape, gray or colour, then the model's own
 normalisation), and a new folder gets `predictions.csv` (file, predicted class, its probability,
 the top-k classes with theirs) and, with `grid=true`, `predictions.png`: the images captioned
-with their predictions.
+with their predictions. (`--help` lists the options, runner/entry_config.py's PredictOptions holds
+them.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from runner.config import CONF_DIR
 from runner.console import reported
 from runner.data.files import image_files, read_images
 from runner.data.loader import BatchPreprocessor
-from runner.entry import Option, positive_int, prepare, start
+from runner.entry import prepare, start
+from runner.entry_config import PredictOptions
 from runner.errors import RunnerError
 from runner.models.classifier import Classifier
 from runner.runs import Run
@@ -29,43 +31,29 @@ from runner.training.device import select_device
 
 log = logging.getLogger("runner.predict")
 
-
-def _flag(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(text)
-    return text.lower() == "true"
-
-
-OPTIONS = {
-    "input": Option(None, help="a folder of images or one image file"),
-    "top_k": Option(3, positive_int, help="an integer >= 1"),
-    "grid": Option(True, _flag, help="true or false"),
-    "checkpoint": Option("best", choices=("best", "last")),
-}
-options: dict[str, object] = {}  # their values, read by main() before Hydra runs
 GRID_IMAGES = 64
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 @reported
 def predict(composed: DictConfig) -> float:
     """Hydra's task function; returns the mean probability of the predicted classes."""
-    run, cfg, out = prepare(composed, "predict", options["checkpoint"])
-    return write_predictions(run, cfg, out, options)
+    reused, out = prepare(composed, "predict")
+    return write_predictions(reused.run, reused.config, out, reused.options)
 
 
-def write_predictions(run: Run, cfg: DictConfig, out: Path, options: dict) -> float:
-    """predictions.csv (and predictions.png) for the images at `options["input"]`; returns the
+def write_predictions(run: Run, cfg: DictConfig, out: Path, options: PredictOptions) -> float:
+    """predictions.csv (and predictions.png) for the images at `options.input`; returns the
     mean probability of the predicted classes."""
-    usable(run, options)
+    usable(run, cfg, options)
     out.mkdir(parents=True, exist_ok=True)
     model = run.model
-    images, files = read_images(options["input"], cfg.dataset.shape)
+    images, files = read_images(options.input, cfg.dataset.shape)
     device = select_device(cfg.trainer.device)
     model.to(device)
     probabilities = class_probabilities(model, images, device, cfg.trainer.batch_size)
     names = run.model.class_names or [str(i) for i in range(probabilities.shape[1])]
-    top = probabilities.topk(min(options["top_k"], len(names)), dim=1)
+    top = probabilities.topk(min(options.top_k, len(names)), dim=1)
     with open(out / "predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
         k = top.indices.shape[1]
@@ -73,7 +61,7 @@ def write_predictions(run: Run, cfg: DictConfig, out: Path, options: dict) -> fl
         for file, p, i in zip(files, top.values.tolist(), top.indices.tolist()):
             ranked = [f"{names[c]}:{q:.4f}" for c, q in zip(i, p)]
             writer.writerow([str(file), names[i[0]], f"{p[0]:.6f}", *ranked])
-    if options["grid"]:
+    if options.grid:
         save_grid(
             images[:GRID_IMAGES],
             [
@@ -86,7 +74,7 @@ def write_predictions(run: Run, cfg: DictConfig, out: Path, options: dict) -> fl
     return float(top.values[:, 0].mean())
 
 
-def usable(run: Run, values: dict, overrides: list[str] | None = None) -> None:
+def usable(run: Run, cfg: DictConfig, options: PredictOptions) -> None:
     """A classifier, and images to classify."""
     if not isinstance(run.model, Classifier):
         raise RunnerError(
@@ -94,9 +82,9 @@ def usable(run: Run, values: dict, overrides: list[str] | None = None) -> None:
             "runner.predict takes cnn and transfer runs (runner.sample draws from vae, gan and "
             "autoencoder runs)."
         )
-    if values.get("input") is None:
+    if options.input is None:
         raise RunnerError("runner.predict needs input=<a folder of images or one image file>.")
-    image_files(values["input"])
+    image_files(options.input)
 
 
 @torch.no_grad()
@@ -123,7 +111,7 @@ def save_grid(images: torch.Tensor, captions: list[str], path) -> None:
 
 def main() -> None:
     """Console entry point (runner-predict)."""
-    start(predict, OPTIONS, options, usable)
+    start(predict)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """`python -m runner.sample ckpt_path=RUN [n=64] [seed=0] [input=FOLDER] [steps=10] ...`
 
+(`--help` lists the options, runner/entry_config.py's SampleOptions holds them.)
+
 Draw from a finished generative run (`vae`, `beta_vae`, `gan`, and the autoencoders): a new folder
 gets `samples.png` (a grid of `n`) and `samples/<k>.png` (one file per sample), and
 `interpolation.png` (rows walking in `steps` steps from one code to another). Runs with an encoder
@@ -23,7 +25,8 @@ from runner.config import CONF_DIR
 from runner.console import reported
 from runner.data.files import image_files, read_images
 from runner.data.loader import BatchPreprocessor, make_loader
-from runner.entry import Option, positive_int, prepare, start
+from runner.entry import prepare, start
+from runner.entry_config import SampleOptions
 from runner.errors import RunnerError
 from runner.runs import Run
 from runner.training.device import select_device
@@ -31,37 +34,27 @@ from runner.training.device import select_device
 log = logging.getLogger("runner.sample")
 
 
-OPTIONS = {
-    "n": Option(64, positive_int, help="an integer >= 1"),
-    "seed": Option(0, int, help="an integer"),
-    "steps": Option(10, lambda t: max(2, positive_int(t)), help="an integer >= 2"),
-    "input": Option(None, help="a folder of images or one image file"),
-    "checkpoint": Option("best", choices=("best", "last")),
-}
-options: dict[str, object] = {}  # their values, read by main() before Hydra runs
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sample")
 @reported
 def sample(composed: DictConfig) -> float:
     """Hydra's task function; returns the number of images written."""
-    run, cfg, out = prepare(composed, "sample", options["checkpoint"])
-    written = draw_pictures(run, cfg, out, options)
+    reused, out = prepare(composed, "sample")
+    written = draw_pictures(reused.run, reused.config, out, reused.options)
     print(f"{written} images in {out}", flush=True)
     return float(written)
 
 
-def draw_pictures(run: Run, cfg: DictConfig, out: Path, options: dict) -> int:
+def draw_pictures(run: Run, cfg: DictConfig, out: Path, options: SampleOptions) -> int:
     """Samples, interpolations and reconstructions of `run` into `out`; the number of files."""
-    usable(run, options)
+    usable(run, cfg, options)
     out.mkdir(parents=True, exist_ok=True)
     model = run.model
     device = select_device(cfg.trainer.device)
     model.to(device)
-    n, steps = options["n"], options["steps"]
-    generator = torch.Generator(device="cpu").manual_seed(options["seed"])
+    n, steps = options.n, options.steps
+    generator = torch.Generator(device="cpu").manual_seed(options.seed)
     test_images = None
-    if model.prior == "codes" or (options["input"] is None and hasattr(model, "encode_images")):
+    if model.prior == "codes" or (options.input is None and hasattr(model, "encode_images")):
         test_images = first_test_images(cfg, device, max(n, 1000))
     draw = code_sampler(model, test_images, device)
     written = 0
@@ -75,11 +68,11 @@ def draw_pictures(run: Run, cfg: DictConfig, out: Path, options: dict) -> int:
         walk = decode(model, path.flatten(0, 1), device)
         written += save(walk, out / "interpolation.png", nrow=steps)
         if hasattr(model, "encode_images"):
-            written += reconstruct(model, cfg, test_images, out, n, options["input"], device)
+            written += reconstruct(model, cfg, test_images, out, n, options.input, device)
     return written
 
 
-def usable(run: Run, values: dict, overrides: list[str] | None = None) -> None:
+def usable(run: Run, cfg: DictConfig, options: SampleOptions) -> None:
     """Only families that decode codes into images can sample; `input=` must hold images."""
     if not hasattr(run.model, "decode_images"):
         raise RunnerError(
@@ -87,8 +80,8 @@ def usable(run: Run, values: dict, overrides: list[str] | None = None) -> None:
             "runner.sample takes vae, gan and autoencoder runs (runner.predict classifies with "
             "cnn and transfer runs)."
         )
-    if values.get("input") is not None:
-        image_files(values["input"])
+    if options.input is not None:
+        image_files(options.input)
 
 
 def first_test_images(cfg: DictConfig, device: torch.device, count: int) -> torch.Tensor:
@@ -164,7 +157,7 @@ def reconstruct(model, cfg, test_images, out: Path, n: int, input, device: torch
 
 def main() -> None:
     """Console entry point (runner-sample)."""
-    start(sample, OPTIONS, options, usable)
+    start(sample)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ choices, `Annotated[..., Field(...)]` its ranges). Mistakes are raised as Runner
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import typing
 from collections.abc import Sequence
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from hydra.errors import MissingConfigException, OverrideParseException
 from hydra.utils import get_object
@@ -28,6 +29,7 @@ TARGET_GROUPS = ("model", "dataset", "optimizer", "scheduler")
 # checks the rest only when the optimiser is built, after the data is loaded).
 THIRD_PARTY_HINTS: dict[str, Any] = {"lr": PositiveFloat}
 ARBITRARY = ConfigDict(arbitrary_types_allowed=True)
+T = TypeVar("T")
 
 
 def validate(cfg: DictConfig, resolved: bool = False) -> None:
@@ -57,6 +59,16 @@ def _run_schema() -> TypeAdapter:
     return TypeAdapter(RunConfig)
 
 
+def check_options(cfg: DictConfig, schema: type[T]) -> T:
+    """An entrypoint's own keys of a composed config (runner/entry_config.py) as `schema`, their
+    declared ranges checked; raise RunnerError."""
+    values = {f.name: cfg[f.name] for f in dataclasses.fields(schema)}
+    try:
+        return TypeAdapter(schema).validate_python(values)
+    except ValidationError as exc:
+        raise RunnerError(_schema_message(exc.errors()[0], values, schema)) from None
+
+
 def _target_nodes(node: Any, path: str):
     """(path, node) of every node with a `_target_` under `node` (the scheduler's is nested)."""
     if not isinstance(node, DictConfig):
@@ -68,9 +80,9 @@ def _target_nodes(node: Any, path: str):
             yield from _target_nodes(node.get(key), f"{path}.{key}")
 
 
-def _schema_message(error: dict, values: dict) -> str:
+def _schema_message(error: dict, values: dict, schema: type = RunConfig) -> str:
     loc = [str(part) for part in error["loc"]]
-    owner, hints = RunConfig, typing.get_type_hints(RunConfig, include_extras=True)
+    owner, hints = schema, typing.get_type_hints(schema, include_extras=True)
     for part in loc[:-1]:  # the dataclass that holds the offending key
         owner = _unwrap(hints[part])
         hints = typing.get_type_hints(owner, include_extras=True)

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakes import make_config, sweep_command, write_mnist_like
 from omegaconf import DictConfig
+
+from tests.fakes import make_config, sweep_command, write_mnist_like
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one worker per core: each, and the runs it starts, uses one thread.
@@ -20,6 +21,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def this_checkout_in_subprocesses():
+    """The processes a test starts (`python -m runner.sample` in tmp_path, torchrun's workers,
+    sweeps) import this checkout's `runner` and `tests`, whatever their working folder and
+    whichever checkout the environment has installed."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), previous]))
+    yield
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,4 +1,4 @@
-"""Faults the DDP tests inject from inside a run (importable as `ddp_faults` by subprocesses)."""
+"""Faults the DDP tests inject from inside a run (`tests.ddp_faults.FaultyAutoencoder`)."""
 
 from __future__ import annotations
 

@@ -5,13 +5,13 @@ import logging
 import numpy as np
 import pytest
 import torch
-from fakes import photos
 from PIL import Image
 
 from runner.data.datasets import image_folder
 from runner.data.loader import HostLoader
 from runner.errors import RunnerError
 from runner.train import run
+from tests.fakes import photos
 
 SMALL = ("trainer.max_epochs=1", "trainer.batch_size=4", "logger=none", "dataset.shape=[3,8,8]")
 

@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from fakes import write_mnist_like
 from PIL import Image
 
 from runner.data import BatchAugmentation, DeviceLoader, TensorSplit
 from runner.data.datasets import digits, image_folder, torchvision_images
 from runner.errors import RunnerError
+from tests.fakes import write_mnist_like
 
 
 def test_digits_splits_are_disjoint_stratified_and_seeded():

@@ -30,20 +30,10 @@ CPU = ("trainer.device=cpu",)
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
 
 
-def env_with_tests() -> dict[str, str]:
-    """The test helpers (`ddp_faults`) importable by the processes a test starts."""
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
 def torchrun(out: Path, *overrides: str, device=CPU) -> subprocess.CompletedProcess:
     """Two ranks of `tests/ddp_worker.py` into run folder `out`; each writes rank<r>.json."""
     cmd = [*TORCHRUN, str(TESTS / "ddp_worker.py"), str(out), *QUIET, *device, *overrides]
-    return subprocess.run(
-        cmd, cwd=out.parent, env=env_with_tests(), capture_output=True, text=True, timeout=240
-    )
+    return subprocess.run(cmd, cwd=out.parent, capture_output=True, text=True, timeout=240)
 
 
 def trained(out: Path, *overrides: str, device=CPU) -> tuple[dict, list[dict]]:
@@ -74,7 +64,7 @@ def start_ranks(out: Path, *overrides: str) -> list[subprocess.Popen]:
     procs = []
     for rank in range(2):
         env = {
-            **env_with_tests(),
+            **os.environ,
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
             "WORLD_SIZE": "2",
@@ -202,7 +192,7 @@ def test_sync_batchnorm_on_cpu_is_a_clear_error():
 @pytest.mark.slow  # three 2-process runs: ~30 s on 2 cores
 def test_a_killed_ddp_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path):
     common = (
-        "model._target_=ddp_faults.FaultyAutoencoder",
+        "model._target_=tests.ddp_faults.FaultyAutoencoder",
         "model.hidden_dims=[32]",
         "regularization.dropout=0.2",
         "regularization.augmentation.rotation=10",
@@ -243,7 +233,7 @@ def test_checkpoints_move_between_one_process_and_ddp(tmp_path, config):
 def test_a_fault_on_one_rank_ends_both_with_exit_code_2(tmp_path, fault, says):
     procs = start_ranks(
         tmp_path / "run",
-        "model._target_=ddp_faults.FaultyAutoencoder",
+        "model._target_=tests.ddp_faults.FaultyAutoencoder",
         fault,
         "trainer.log_every_n_steps=5",
         "trainer.max_epochs=50",

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from runner import eval as eval_app
-from runner import evaluate_samples, predict, sample
 from runner.config import compose_run_config
-from runner.entry import read_options
+from runner.entry import RUN_KEYS, compose_entry_config
+from runner.entry_config import OPTIONS
 from runner.errors import RunnerError
-from runner.validation import explain_hydra_error, validate
+from runner.validation import check_options, explain_hydra_error, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -62,7 +61,6 @@ def documented_commands() -> list[tuple[str, list[str], str | None]]:
 
 
 COMMANDS = documented_commands()
-ENTRYPOINTS = {"runner.eval": eval_app, "runner.sample": sample, "runner.predict": predict}
 
 
 def first_values(overrides: list[str]) -> list[str]:
@@ -89,12 +87,6 @@ def test_the_docs_show_commands_of_every_kind():
 @pytest.mark.parametrize(("where", "tokens", "error"), COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_documented_command_composes(where, tokens, error, tmp_path):
     module, *args = tokens
-    if module == "runner.evaluate_samples":  # argparse exits 2 on an unknown or missing option
-        evaluate_samples.argument_parser().parse_args(args)
-        return
-    if module in ENTRYPOINTS:  # their own options first; the rest override a run's config
-        own = ENTRYPOINTS[module].OPTIONS
-        _, args = read_options(own, [a for a in args if not a.startswith(("ckpt_path=", "input="))])
     overrides, skip = [], False
     for arg in args:
         if skip:
@@ -103,12 +95,24 @@ def test_documented_command_composes(where, tokens, error, tmp_path):
             skip = True
         elif arg not in HYDRA_FLAGS and arg not in ("...", STAND_IN):
             overrides.append(arg)
+    entrypoint = module.removeprefix("runner.")
+    if entrypoint in OPTIONS:  # its own options, then the keys that override a run's config
+
+        def check(overrides: list[str]) -> None:
+            check_options(compose_entry_config(entrypoint, overrides), OPTIONS[entrypoint])
+            run_keys = [o for o in overrides if o.split("=")[0].split(".")[0] in RUN_KEYS]
+            validate(compose_run_config(tmp_path, run_keys))
+    else:
+
+        def check(overrides: list[str]) -> None:
+            validate(compose_run_config(tmp_path, overrides))
+
     if error is None:
-        validate(compose_run_config(tmp_path, first_values(overrides)))
+        check(first_values(overrides))
         return
     shown = error.split("...")[0].strip()  # the docs may shorten a long list with "..."
     with pytest.raises(Exception) as raised:
-        validate(compose_run_config(tmp_path, overrides))
+        check(overrides)
     exc = raised.value
     message = str(exc) if isinstance(exc, RunnerError) else explain_hydra_error(exc)
     assert message.startswith(shown), f"{where}: the docs show {shown!r}; the runner: {message!r}"

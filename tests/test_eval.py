@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from fakes import write_mnist_like
 from omegaconf import OmegaConf
 
 from runner.entry import with_overrides
@@ -15,6 +14,7 @@ from runner.errors import RunnerError
 from runner.eval import evaluate_split
 from runner.runs import load_run
 from runner.train import run
+from tests.fakes import write_mnist_like
 
 QUIET = ("trainer.progress_bar=false", "trainer.device=cpu")
 
@@ -71,7 +71,7 @@ def test_eval_of_a_folder_that_is_no_run_stops_before_writing(tmp_path):
     assert proc.returncode == 2 and "is not a finished run" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
     proc = evaluate(tmp_path, "checkpoint=newest", "hydra.run.dir=out")
-    assert proc.returncode == 2 and "checkpoint='newest' is not valid" in proc.stderr
+    assert proc.returncode == 2 and "checkpoint='newest' is not a valid choice" in proc.stderr
 
 
 def test_a_run_rebuilt_from_its_checkpoint_names_its_classes(tmp_path, config):

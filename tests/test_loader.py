@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from fakes import photos
 
 import runner.data.loader
 from runner.build import build_data, build_loaders
@@ -10,6 +9,7 @@ from runner.data.datasets import TensorSplit
 from runner.data.loader import DeviceLoader, HostLoader
 from runner.errors import RunnerError
 from runner.train import run
+from tests.fakes import photos
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from runner.build import build_data
+from runner.entry_config import PredictOptions, SampleOptions
 from runner.runs import load_run
 from runner.train import run
 
@@ -53,6 +54,8 @@ def test_predict_writes_one_row_per_image_that_agrees_with_the_model(
     accuracy = np.mean([r["predicted"] == names[int(y)] for r, y in zip(rows, labels)])
     assert accuracy == pytest.approx((expected == labels).float().mean().item())
     assert accuracy > 0.5, accuracy  # the 4-epoch cnn has learned the digits
+    confidence = np.mean([float(r["probability"]) for r in rows])
+    assert confidence > 2 / len(names), confidence  # twice chance's 1/10 on the run's own data
     assert all(float(r["probability"]) >= float(r["top2"].split(":")[1]) for r in rows)
     grid = Image.open(tmp_path / "out" / "predictions.png")
     assert grid.size[0] > 8 * 8  # eight captioned tiles per row
@@ -124,7 +127,7 @@ def test_a_gan_samples_without_reconstructions_and_a_transfer_run_predicts(
         "model.latent_dim=8",
     )
     run(config(*gan_cfg, "optimized_metric=val/g_loss", "trainer.max_epochs=1", run_dir=gan))
-    options = {"n": 5, "seed": 1, "steps": 4, "input": None, "checkpoint": "best"}
+    options = SampleOptions(n=5, seed=1, steps=4)
     saved = load_run(gan)
     written = draw_pictures(saved, saved.config, tmp_path / "gan_out", options)
     assert written == 1 + 5 + 1  # the grid, five samples, the interpolation
@@ -144,9 +147,11 @@ def test_a_gan_samples_without_reconstructions_and_a_transfer_run_predicts(
     for k, image in enumerate(build_data(config()).test.images[:6]):
         Image.fromarray(image[0].numpy()).save(folder / f"{k}.png")
     tuned = load_run(transfer)
-    options = {"input": str(folder), "top_k": 3, "grid": False, "checkpoint": "best"}
+    options = PredictOptions(input=str(folder), top_k=3, grid=False)
     confidence = write_predictions(tuned, tuned.config, tmp_path / "pred", options)
     with open(tmp_path / "pred" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6 and {"top1", "top2", "top3"} <= set(rows[0])
-    assert 0.1 <= confidence <= 1.0 and not (tmp_path / "pred" / "predictions.png").exists()
+    # The returned confidence is the mean probability of the predicted classes, as written.
+    assert confidence == pytest.approx(np.mean([float(r["probability"]) for r in rows]), abs=1e-5)
+    assert not (tmp_path / "pred" / "predictions.png").exists()

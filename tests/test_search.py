@@ -14,7 +14,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from fakes import sweep_command
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -38,6 +37,7 @@ from hydra_plugins.optuna4_sweeper._study import (
 from hydra_plugins.optuna4_sweeper.config import PRUNERS, SAMPLERS, SweeperError
 from runner.config import CONF_DIR, register_configs
 from runner.search.trial import SweepTrial
+from tests.fakes import sweep_command
 
 # Grid over 2 x 2 points: dropout 1.5 fails validation inside the job, lr 1e-5 learns far slower
 # than lr 1e-2 and is pruned by the median pruner once an lr 1e-2 trial has finished.

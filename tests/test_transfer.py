@@ -4,7 +4,6 @@ import functools
 
 import pytest
 import torch
-from fakes import make_config, write_mnist_like
 
 from runner.errors import RunnerError
 from runner.models import TransferClassifier
@@ -12,6 +11,7 @@ from runner.models.transfer import AUTO_CUTS
 from runner.train import run
 from runner.training.checkpoint import load_checkpoint
 from runner.training.step import OptimizerStep
+from tests.fakes import make_config, write_mnist_like
 
 BACKBONES = ["resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0"]
 CPU_STEP = OptimizerStep(torch.device("cpu"))

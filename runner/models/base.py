@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -125,7 +125,3 @@ class RunnerModel(nn.Module):
     def on_train_epoch_end(self, metrics: dict[str, float]) -> None:
         """After each epoch, with its `train/*` and `val/*` means (the same on every rank): the
         place for a family's own stop rules (the GAN's collapse), so all ranks stop together."""
-
-
-def parameters_of(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
-    return [p for m in modules for p in m.parameters()]
