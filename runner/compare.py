@@ -1,0 +1,59 @@
+"""`python -m runner.compare runs=[multirun/<date>/<time>,outputs/<date>/<time>] [out=FOLDER]`
+
+The comparison every sweep ends with, for any run and sweep folders (two runs made a day apart, a
+sweep and a run): summary.csv and summary.md, one row per run, best first, led by what differs
+between them; curves.png with every run's optimised metric and loss per epoch. Runs of different
+tasks (different optimized_metric) cannot be ranked together and are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from runner.config import CONF_DIR
+from runner.console import handle_user_errors, reported
+
+
+@dataclass
+class CompareConfig:
+    """The options of runner.compare (conf/compare.yaml)."""
+
+    runs: list[str] = field(default_factory=list)  # run folders and sweep folders
+    out: str | None = None  # the report's folder; None: compare/<date>/<time>
+
+
+ConfigStore.instance().store(name="compare_schema", node=CompareConfig)
+if not OmegaConf.has_resolver("runner.or"):
+    # hydra.run.dir is `out` when given: the report's folder is Hydra's output folder.
+    OmegaConf.register_new_resolver("runner.or", lambda value, default: value or default)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compare")
+@reported
+def compare(cfg: DictConfig) -> None:
+    """Hydra's task function: read the runs, write the report, print the best run."""
+    from runner.reports import best_run_text, write_report
+
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        comparison = write_report([Path(r) for r in cfg.runs], out)
+    except BaseException:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a refused comparison leaves no empty folder behind
+        raise
+    print(best_run_text(comparison, out), flush=True)
+
+
+def main() -> None:
+    """Console entry point (runner-compare): a mistake is one paragraph and exit code 2."""
+    handle_user_errors(compare)
+
+
+if __name__ == "__main__":
+    main()
