@@ -44,8 +44,10 @@ def compare(cfg: DictConfig) -> None:
     try:
         comparison = write_report([Path(r) for r in cfg.runs], out)
     except BaseException:
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a refused comparison leaves no empty folder behind
+        # A refused comparison leaves no empty folder behind (nor compare/<date>/ around it).
+        for folder in [out] if cfg.out else [out, out.parent, out.parent.parent]:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     print(best_run_text(comparison, out), flush=True)
 

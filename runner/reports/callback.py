@@ -66,11 +66,14 @@ class CompareRuns(Callback):
         if self.reported or self.sweep_dir is None:
             return
         self.reported = True
-        try:
-            from runner.reports import best_run_text, write_report
+        from runner.errors import RunnerError
+        from runner.reports import best_run_text, write_report
 
+        try:
             comparison = write_report([self.sweep_dir], self.sweep_dir, *self.metric)
             print(best_run_text(comparison, self.sweep_dir), flush=True)
+        except RunnerError as exc:  # no run started (the sweep stopped before): nothing to say
+            log.debug("No comparison of the sweep in %s: %s", self.sweep_dir, exc)
         except Exception as exc:  # a report must never turn a sweep into a crash
             log.warning("No comparison of the sweep in %s: %s", self.sweep_dir, exc)
 

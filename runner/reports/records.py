@@ -152,9 +152,9 @@ def read_folder(folder: Path) -> list[RunRecord]:
             f"{folder} does not exist. Pass run folders (outputs/<date>/<time>) or sweep folders "
             "(multirun/<date>/<time>)."
         )
-    if (folder / ".hydra" / "config.yaml").is_file():
+    if is_run(folder):
         return [read_run(folder)]
-    runs = [p for p in folder.iterdir() if (p / ".hydra" / "config.yaml").is_file()]
+    runs = [p for p in folder.iterdir() if is_run(p)]
     trials = folder / "trials.json"
     if not runs and not (folder / "multirun.yaml").is_file() and not trials.is_file():
         raise RunnerError(
@@ -162,16 +162,27 @@ def read_folder(folder: Path) -> list[RunRecord]:
             "and no run folders inside. Pass the folder runner.train printed as its run folder, "
             "or a sweep's multirun/<date>/<time>."
         )
-    records = sorted((read_run(p) for p in runs), key=lambda r: (r.number is None, r.number))
+    records = sorted(
+        (read_run(p) for p in runs), key=lambda r: (r.number is None, r.number or 0, r.name)
+    )
     if trials.is_file():
         records = with_trials(records, json.loads(trials.read_text()))
     return records
+
+
+def is_run(folder: Path) -> bool:
+    """A folder Hydra ran a job in, or one runner.train's Python API trained into."""
+    return (folder / ".hydra" / "config.yaml").is_file() or (
+        folder / "checkpoints" / "last.pt"
+    ).is_file()
 
 
 def read_run(folder: Path) -> RunRecord:
     """One run folder, whatever state it ended in."""
     hydra_dir = folder / ".hydra"
     config = _load(hydra_dir / "config.yaml")
+    if config is None:  # no Hydra job: the config its checkpoint saved
+        config = _checkpoint(folder).get("config")
     if not isinstance(config, dict) or "optimized_metric" not in config:
         raise RunnerError(
             f"{folder} is not a run of runner.train: its .hydra/config.yaml has no "
@@ -222,17 +233,23 @@ def read_run(folder: Path) -> RunRecord:
 
 def read_history(folder: Path) -> list[dict[str, float]]:
     """The per-epoch metrics that checkpoints/last.pt holds ([] without one)."""
+    history = _checkpoint(folder).get("history")
+    return [dict(e) for e in history] if isinstance(history, list) else []
+
+
+def _checkpoint(folder: Path) -> dict[str, Any]:
+    """checkpoints/last.pt, memory-mapped (its history and config without reading the weights);
+    {} when there is none or it cannot be read."""
     last = folder / "checkpoints" / "last.pt"
     if not last.is_file():
-        return []
+        return {}
     import torch
 
-    try:  # mmap: the history without reading the weights
+    try:
         state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
     except Exception:
-        return []
-    history = state.get("history") if isinstance(state, dict) else None
-    return [dict(e) for e in history] if isinstance(history, list) else []
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def mean_history(histories: list[list[dict[str, float]]]) -> list[dict[str, float]]:
@@ -261,7 +278,7 @@ def with_trials(records: list[RunRecord], trials: list[dict[str, Any]]) -> list[
         state = TRIAL_STATES.get(str(trial.get("state")), str(trial.get("state")).lower())
         record = by_trial.get(number)
         if record is None:
-            params = trial.get("params") or {}
+            params = {k[7:]: v for k, v in trial.items() if k.startswith("params.")}
             record = RunRecord(
                 name=str(number),
                 folder=None,
