@@ -79,9 +79,24 @@ def first_values(overrides: list[str]) -> list[str]:
     return out
 
 
+def compose_compare(overrides: list[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import runner.compare  # noqa: F401  (its schema and resolver)
+    from runner.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            compose("compare", overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def test_the_docs_show_commands_of_every_kind():
     modules = {tokens[0] for _, tokens, _ in COMMANDS}
-    assert {"runner.train", "runner-train", "runner.evaluate_samples"} <= modules
+    assert {"runner.train", "runner-train", "runner.evaluate_samples", "runner.compare"} <= modules
     assert sum(error is not None for _, _, error in COMMANDS) >= 3  # the bad-input transcripts
     assert len(COMMANDS) > 30
 
@@ -91,6 +106,9 @@ def test_documented_command_composes(where, tokens, error, tmp_path):
     module, *args = tokens
     if module == "runner.evaluate_samples":  # argparse exits 2 on an unknown or missing option
         evaluate_samples.argument_parser().parse_args(args)
+        return
+    if module == "runner.compare":  # its own config, conf/compare.yaml
+        compose_compare([a for a in args if a not in HYDRA_FLAGS])
         return
     if module in ENTRYPOINTS:  # their own options first; the rest override a run's config
         own = ENTRYPOINTS[module].OPTIONS
