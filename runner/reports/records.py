@@ -108,7 +108,9 @@ class Comparison:
         return text or str(record.name)
 
 
-def collect(folders: Iterable[Path], metric: str | None = None, mode: str | None = None):
+def collect(
+    folders: Iterable[Path], metric: str | None = None, mode: str | None = None
+) -> Comparison:
     """Every run in `folders` (a sweep folder stands for its runs), ranked by the optimised
     metric. Raises RunnerError for a folder that is no run, for runs optimising different
     metrics, and when there is nothing to compare."""
@@ -185,8 +187,8 @@ def read_run(folder: Path) -> RunRecord:
         config = _checkpoint(folder).get("config")
     if not isinstance(config, dict) or "optimized_metric" not in config:
         raise RunnerError(
-            f"{folder} is not a run of runner.train: its .hydra/config.yaml has no "
-            "optimized_metric."
+            f"{folder} is not a run of runner.train: its config (.hydra/config.yaml, or the one "
+            "its checkpoint saved) names no optimized_metric."
         )
     hydra = (_load(hydra_dir / "hydra.yaml") or {}).get("hydra", {})
     overrides = {}
