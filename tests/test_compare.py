@@ -141,6 +141,7 @@ def test_an_optuna_sweep_ends_in_one_table_with_pruned_and_failed_trials(tmp_pat
     proc = multirun(
         sweep,
         *QUICK,
+        "logger=none",
         "hydra/sweeper=optuna4",
         "hydra/sweeper/sampler=grid",
         "hydra.sweeper.sampler.seed=4",
