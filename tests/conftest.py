@@ -22,6 +22,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def this_checkout_in_subprocesses():
+    """Runs and sweeps started in a subprocess (from a temporary folder) import this checkout's
+    `runner` and `hydra_plugins`, not whichever copy is installed (an editable install of
+    another worktree)."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), previous) if p)
+    yield
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """Caches (decoded data, the reference classifier of model.fd_classifier=auto) go to a folder
