@@ -8,6 +8,7 @@ tasks (different optimized_metric) cannot be ranked together and are refused.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.config import CONF_DIR
 from runner.console import handle_user_errors, reported
+from runner.errors import RunnerError
 
 
 @dataclass
@@ -52,8 +54,26 @@ def compare(cfg: DictConfig) -> None:
     print(best_run_text(comparison, out), flush=True)
 
 
+def check_quoting(argv: list[str]) -> None:
+    """Sweep folders are named `3_optimizer.lr=0.01,model.latent_dim=8`: in a Hydra list such a
+    name must be quoted, and Hydra's own parse error does not say so."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key == "runs" and "=" in value and not any(q in value for q in "'\""):
+            raise RunnerError(
+                f"{arg}: a folder name with = or , in it goes in quotes inside the list, with "
+                "the whole argument quoted for the shell: "
+                "runs=\"['multirun/<date>/<time>/0_optimizer.lr=0.01','outputs/exp1']\"."
+            )
+
+
 def main() -> None:
     """Console entry point (runner-compare): a mistake is one paragraph and exit code 2."""
+    try:
+        check_quoting(sys.argv[1:])
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     handle_user_errors(compare)
 
 

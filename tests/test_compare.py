@@ -261,8 +261,9 @@ def fake_run(folder: Path, metric: str = "val/loss", mode: str = "min", **metric
             ],
             "optimise different metrics",
         ),
+        (lambda t: [fake_run(t / "0_optimizer.lr=0.01", **{"val/loss": 0.1})], "goes in quotes"),
     ],
-    ids=["missing", "no-run", "no-folders", "empty-sweep", "different-tasks"],
+    ids=["missing", "no-run", "no-folders", "empty-sweep", "different-tasks", "unquoted-name"],
 )
 def test_bad_input_exits_2_with_one_paragraph(tmp_path, compare_cli, make, needle):
     folders = make(tmp_path)
