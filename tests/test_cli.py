@@ -48,8 +48,8 @@ def test_multirun_sweeps_two_values_into_one_log_folder(tmp_path):
     sweep = tmp_path / "sweep"
     result = _cli("-m", *QUICK, "optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [p.name for p in runs] == ["0", "1"]
+    runs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert [p.name for p in runs] == ["0_optimizer.lr=0.001", "1_optimizer.lr=0.01"]
     lrs = [(p / ".hydra" / "overrides.yaml").read_text() for p in runs]
     assert "optimizer.lr=0.001" in lrs[0] and "optimizer.lr=0.01" in lrs[1]
     assert all(

@@ -77,9 +77,24 @@ def first_values(overrides: list[str]) -> list[str]:
     return out
 
 
+def compose_compare(overrides: list[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import runner.compare  # noqa: F401  (its schema and resolver)
+    from runner.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            compose("compare", overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def test_the_docs_show_commands_of_every_kind():
     modules = {tokens[0] for _, tokens, _ in COMMANDS}
-    assert {"runner.train", "runner-train", "runner.evaluate_samples"} <= modules
+    assert {"runner.train", "runner-train", "runner.evaluate_samples", "runner.compare"} <= modules
     assert sum(error is not None for _, _, error in COMMANDS) >= 3  # the bad-input transcripts
     assert len(COMMANDS) > 30
 
@@ -87,6 +102,9 @@ def test_the_docs_show_commands_of_every_kind():
 @pytest.mark.parametrize(("where", "tokens", "error"), COMMANDS, ids=[c[0] for c in COMMANDS])
 def test_documented_command_composes(where, tokens, error, tmp_path):
     module, *args = tokens
+    if module == "runner.compare":  # its own config, conf/compare.yaml
+        compose_compare([a for a in args if a not in HYDRA_FLAGS])
+        return
     overrides, skip = [], False
     for arg in args:
         if skip:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -32,21 +33,20 @@ def test_joblib_runs_trials_in_parallel_processes_that_prune_through_the_study(t
         "regularization.dropout=choice(0.0,0.1)",
     )
     assert proc.stdout.count("is launching 2 jobs") + proc.stderr.count("is launching 2 jobs") == 2
-    with open(sweep / "trials.csv") as f:
+    with open(sweep / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     states = {
-        (float(r["params.optimizer.lr"]), float(r["params.regularization.dropout"])): r["state"]
-        for r in rows
+        (float(r["optimizer.lr"]), float(r["regularization.dropout"])): r["state"] for r in rows
     }
     assert states == {
-        (1e-2, 0.0): "COMPLETE",
-        (1e-2, 0.1): "COMPLETE",
-        (1e-5, 0.0): "PRUNED",
-        (1e-5, 0.1): "PRUNED",
+        (1e-2, 0.0): "finished",
+        (1e-2, 0.1): "finished",
+        (1e-5, 0.0): "pruned",
+        (1e-5, 0.1): "pruned",
     }
     threads = max(1, cpu_count() // 2)  # two trials share the cores
     for r in rows:
-        assert f"Using {threads} CPU threads." in (sweep / r["number"] / "train.log").read_text()
+        assert f"Using {threads} CPU threads." in (Path(r["folder"]) / "train.log").read_text()
 
 
 @pytest.mark.slow
@@ -58,10 +58,12 @@ def test_submitit_local_launcher_runs_each_job(tmp_path, multirun):
         "hydra.launcher.timeout_min=5",
         "optimizer.lr=1e-2,1e-3",
     )
-    values = [
-        json.loads((sweep / k / "metrics.json").read_text())["metrics"]["val/loss"] for k in "01"
-    ]
+    jobs = [sweep / "0_optimizer.lr=0.01", sweep / "1_optimizer.lr=0.001"]
+    values = [json.loads((j / "metrics.json").read_text())["metrics"]["val/loss"] for j in jobs]
     assert values[0] != values[1]
+    with open(sweep / "summary.csv") as f:  # the comparison, written where the sweep started
+        rows = list(csv.DictReader(f))
+    assert sorted(float(r["val/loss"]) for r in rows) == sorted(values)
     assert list((sweep / ".submitit").glob("*/*_log.out")), "submitit kept each job's log"
 
 
@@ -109,7 +111,9 @@ def test_a_two_task_submitit_job_trains_one_model_data_parallel(tmp_path, multir
         "hydra.launcher.gpus_per_node=0",
         "hydra.launcher.timeout_min=5",
     )
-    summary = json.loads((sweep / "0" / "metrics.json").read_text())
+    (job,) = sweep.glob("0_*")  # nothing swept: the folder's name is its number
+    summary = json.loads((job / "metrics.json").read_text())
     digests = summary["state_sha256_by_rank"]
     assert summary["processes"] == 2 and len(digests) == 2 and digests[0] == digests[1]
-    assert (sweep / "0" / "train_rank1.log").exists()
+    assert (job / "train_rank1.log").exists()
+    assert json.loads((job / "state.json").read_text())["state"] == "finished"  # rank 0 wrote

@@ -62,22 +62,32 @@ def event_tags(run_dir: Path) -> set[str]:
 
 
 def trials_csv(sweep_dir: Path) -> list[dict[str, str]]:
-    with open(sweep_dir / "trials.csv") as f:
-        return list(csv.DictReader(f))
+    """The sweep's summary.csv (one row per trial, whether or not it got a folder), in trial
+    order."""
+    with open(sweep_dir / "summary.csv") as f:
+        return sorted(csv.DictReader(f), key=lambda r: int(r["run"]))
+
+
+def job_folder(sweep_dir: Path, number: int | str) -> Path:
+    """Job `number`'s folder: its number, then what differs (`0_optimizer.lr=0.01,...`)."""
+    (folder,) = sweep_dir.glob(f"{number}_*")
+    return folder
 
 
 def by_params(rows: list[dict[str, str]]) -> dict[tuple[float, float], dict[str, str]]:
-    return {
-        (float(r["params.optimizer.lr"]), float(r["params.regularization.dropout"])): r
-        for r in rows
-    }
+    return {(float(r["optimizer.lr"]), float(r["regularization.dropout"])): r for r in rows}
 
 
 def test_grid_multirun_with_the_basic_sweeper(tmp_path, multirun):
     sweep = tmp_path / "grid"
     multirun(sweep, "optimizer.lr=1e-2,1e-4", "regularization.dropout=0,0.2")
-    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [p.name for p in runs] == ["0", "1", "2", "3"]
+    runs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert [p.name for p in runs] == [  # named by what differs; the constant keys left out
+        "0_optimizer.lr=0.01,regularization.dropout=0",
+        "1_optimizer.lr=0.01,regularization.dropout=0.2",
+        "2_optimizer.lr=0.0001,regularization.dropout=0",
+        "3_optimizer.lr=0.0001,regularization.dropout=0.2",
+    ]
     seen = {}
     for run in runs:
         overrides = (run / ".hydra" / "overrides.yaml").read_text().splitlines()
@@ -98,7 +108,7 @@ def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path, mul
     sweep = tmp_path / "optuna"
     first = multirun(sweep, *OPTUNA, "hydra.sweeper.n_trials=2")
     assert "Optuna sweep finished: 2 trials" in first.stdout
-    folder_0 = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+    folder_0 = (job_folder(sweep, 0) / "metrics.json").stat().st_mtime_ns
 
     # A sweep killed mid-trial leaves that trial RUNNING in the study; fake one, asked as the
     # sweep asks (the grid's next point).
@@ -113,31 +123,31 @@ def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path, mul
 
     second = multirun(sweep, *OPTUNA, "hydra.sweeper.n_trials=4")
     assert "1 interrupted trials queued again" in second.stderr + second.stdout
-    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == folder_0  # not trained again
+    assert (job_folder(sweep, 0) / "metrics.json").stat().st_mtime_ns == folder_0  # not again
     rows = trials_csv(sweep)
-    assert [r["number"] for r in rows] == ["0", "1", "2", "3", "4"]
-    assert rows[2]["state"] == "INTERRUPTED"  # the interrupted one, run again as trial 3
+    assert [r["run"] for r in rows] == ["0", "1", "2", "3", "4"]
+    assert rows[2]["state"] == "interrupted"  # the interrupted one, run again as trial 3
     assert "run again as trial 3" in rows[2]["error"]
-    assert rows[3]["params.regularization.dropout"] == rows[2]["params.regularization.dropout"]
+    assert rows[3]["regularization.dropout"] == rows[2]["regularization.dropout"]
     counted = by_params([r for i, r in enumerate(rows) if i != 2])
     assert len(counted) == 4  # the grid is covered once: the resumed sampler saw earlier trials
-    assert counted[(1e-2, 0.0)]["state"] == "COMPLETE"
-    assert counted[(1e-5, 0.0)]["state"] == "PRUNED"
-    assert int(counted[(1e-5, 0.0)]["last_step"]) < 3
+    assert counted[(1e-2, 0.0)]["state"] == "finished"
+    assert counted[(1e-5, 0.0)]["state"] == "pruned"
+    assert int(counted[(1e-5, 0.0)]["epochs"]) < 3
     for lr in (1e-2, 1e-5):
         failed = counted[(lr, 1.5)]
-        assert failed["state"] == "FAIL"
+        assert failed["state"] == "failed"
         assert "regularization.dropout=1.5" in failed["error"]
-    assert not (sweep / "3" / "metrics.json").exists()
+    assert not (job_folder(sweep, 3) / "metrics.json").exists()
     # Pruned and failed trials still write their HParams rows, so TensorBoard lists every trial;
     # the pruned one with the best value it reached.
     for point in ((1e-5, 0.0), (1e-2, 1.5)):
-        assert "_hparams_/session_start_info" in event_tags(sweep / counted[point]["number"])
-    pruned = scalars(sweep / counted[(1e-5, 0.0)]["number"], "val/loss_best")
+        assert "_hparams_/session_start_info" in event_tags(Path(counted[point]["folder"]))
+    pruned = scalars(Path(counted[(1e-5, 0.0)]["folder"]), "val/loss_best")
     study = optuna.load_study(
         study_name="train", storage=open_storage(str(sweep / "optuna.journal"))
     )
-    reached = study.trials[int(counted[(1e-5, 0.0)]["number"])].intermediate_values.values()
+    reached = study.trials[int(counted[(1e-5, 0.0)]["run"])].intermediate_values.values()
     assert pruned == [pytest.approx(min(reached))]
 
     best = json.loads((sweep / "best.json").read_text())
@@ -145,8 +155,10 @@ def test_optuna_sweep_records_pruned_and_failed_trials_and_resumes(tmp_path, mul
     best_metrics = json.loads((Path(best["best_folder"]) / "metrics.json").read_text())["metrics"]
     assert best["best_value"] == pytest.approx(best_metrics["val/loss"])
     assert "search." not in best["best_command"]
-    markdown = (sweep / "trials.md").read_text()
-    assert best["best_command"] in markdown and markdown.count("| PRUNED |") == 1
+    assert best["best_folder"] == counted[(1e-2, 0.0)]["folder"]
+    markdown = (sweep / "summary.md").read_text()
+    assert markdown.count("| pruned |") == 1 and "| interrupted |" in markdown
+    assert best["best_command"] in second.stdout
     assert (sweep / "optimization_history.png").exists()
     assert "study/optimization_history" in image_tags(sweep / "study")
 
@@ -200,15 +212,15 @@ def test_a_killed_sweep_resumes_without_repeating_its_trials(tmp_path, multirun)
     resumed = multirun(sweep, *CONTINUOUS)  # the same command again
     assert "3 complete, 1 interrupted" in resumed.stdout
     rows = trials_csv(sweep)
-    assert [r["state"] for r in rows] == ["COMPLETE", "INTERRUPTED", "COMPLETE", "COMPLETE"]
-    points = [(r["params.optimizer.lr"], r["params.regularization.dropout"]) for r in rows]
-    complete = [p for p, r in zip(points, rows) if r["state"] == "COMPLETE"]
+    assert [r["state"] for r in rows] == ["finished", "interrupted", "finished", "finished"]
+    points = [(r["optimizer.lr"], r["regularization.dropout"]) for r in rows]
+    complete = [p for p, r in zip(points, rows) if r["state"] == "finished"]
     assert len(set(complete)) == 3  # trial 3 is a new proposal, not trial 0's again
     assert points[2] == points[1]  # the interrupted trial's parameters ran again, as trial 2
     reason = "the sweep stopped while this trial ran"
     assert rows[1]["error"].startswith(reason) and "run again as trial 2" in rows[1]["error"]
-    assert "| INTERRUPTED |" in (sweep / "trials.md").read_text()
-    assert reason in (sweep / "trials.md").read_text()
+    assert "| interrupted |" in (sweep / "summary.md").read_text()
+    assert reason in (sweep / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("name", ["random", "tpe", "cmaes", "grid"])
@@ -256,10 +268,12 @@ def test_sweep_stops_past_the_failure_rate(tmp_path, multirun):
         expect=2,
     )
     assert "max_failure_rate=0.25" in proc.stderr
-    rows = trials_csv(sweep)
-    assert [r["state"] for r in rows] == ["FAIL"] * 3  # stopped once 3 > 0.25 * 8 had failed
-    for row in rows:
-        assert f"optimizer/{row['params.optimizer']}" in row["error"]
+    rows = trials_csv(sweep)  # written all the same: the sweep stopped, the report did not
+    assert [r["state"] for r in rows] == ["failed"] * 3  # stopped once 3 > 0.25 * 8 had failed
+    trials = json.loads((sweep / "trials.json").read_text())
+    for row, trial in zip(rows, trials):
+        assert row["folder"] == ""  # failed while composed: no folder, still a row
+        assert f"optimizer/{trial['params.optimizer']}" in row["error"]
 
 
 def test_a_run_that_is_no_sweep_loads_no_optuna_through_the_plugin_scan(tmp_path):
@@ -411,7 +425,8 @@ def test_a_wrong_sampler_stops_the_sweep_before_any_trial(tmp_path, multirun):
         "that can be imported. Did you mean optuna.samplers.RandomSampler? Presets: "
         "hydra/sweeper/sampler=tpe, random, grid, cmaes."
     ]
-    assert not (sweep / "optuna.journal").exists() and not (sweep / "0").exists()
+    assert not (sweep / "optuna.journal").exists() and not list(sweep.glob("0_*"))
+    assert not (sweep / "summary.csv").exists()  # no run started: nothing to compare
 
 
 @pytest.mark.parametrize("name", PRUNERS)

@@ -2,8 +2,8 @@
 tell Optuna how each ended (complete, pruned, failed), and write the report.
 
 Each job gets its study as three overrides, `search.storage`, `search.study` and `search.trial`
-(the trial's number, which is also its job number and folder name): the app reports to that trial
-and reads its pruner from the study's user attribute `pruner`. Nothing else is shared.
+(the trial's number, which is also its job number and starts its folder name): the app reports to
+that trial and reads its pruner from the study's user attribute `pruner`. Nothing else is shared.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from hydra_plugins.optuna4_sweeper._plots import write_study_plots
@@ -116,7 +116,6 @@ class OptunaSweep:
                     trial = study.ask(space)
                     overrides = fixed + [to_override(k, trial.params[k]) for k in space]
                     trial.set_user_attr("overrides", overrides)
-                    trial.set_user_attr("folder", str(sweep_dir / str(trial.number)))
                     job = [
                         *overrides,
                         f"{TRIAL_SECTION}.storage={quoted(storage_spec)}",
@@ -124,7 +123,10 @@ class OptunaSweep:
                         f"{TRIAL_SECTION}.trial={trial.number}",
                     ]
                     try:  # a value the config rejects fails this trial, not the whole sweep
-                        self.hydra_context.config_loader.load_sweep_config(self.config, job)
+                        composed = self.hydra_context.config_loader.load_sweep_config(
+                            self.config, job
+                        )
+                        trial.set_user_attr("folder", str(folder_of(composed, trial.number)))
                     except Exception as exc:
                         self.fail(study, trial, f"{type(exc).__name__}: {exc}")
                         continue
@@ -139,7 +141,7 @@ class OptunaSweep:
                     raise SweeperError(
                         f"{len(failed)} of {n_trials} trials failed, more than "
                         f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; stopping."
-                        f" The errors are in {sweep_dir / 'trials.md'}."
+                        f" The errors are in {sweep_dir / 'summary.md'}."
                     )
         finally:
             self.finish(study, sweep_dir)
@@ -224,16 +226,21 @@ class OptunaSweep:
         states = ", ".join(f"{n} {s.lower()}" for s, n in summary["states"].items())
         lines = [f"Optuna sweep finished: {len(trials)} trials ({states})."]
         if best is not None:
-            lines += [
-                f"Best trial {best.number}: {self.metric}={best.value:.6g}  params={best.params}",
-                f"Reproduce it: {summary['best_command']}",
-            ]
-        lines.append(f"Trials table: {sweep_dir / 'trials.md'} (and trials.csv)")
+            lines.append(f"Reproduce the best trial: {summary['best_command']}")
+        lines.append(f"Study: {sweep_dir / 'best.json'} and trials.json")
         pictures = write_study_plots(study, sweep_dir)
         if pictures:
             lines.append(f"Pictures: {', '.join(p.name for p in pictures)}")
         lines.append(f"TensorBoard: tensorboard --logdir {sweep_dir}")
         print("\n".join(lines), flush=True)
+
+
+def folder_of(composed: DictConfig, number: int) -> Path:
+    """The run folder Hydra's launcher will give job `number` of this composed trial config."""
+    with open_dict(composed):
+        composed.hydra.job.num = number
+        composed.hydra.job.id = number
+    return Path(str(composed.hydra.sweep.dir)).resolve() / str(composed.hydra.sweep.subdir)
 
 
 def quoted(value: str) -> str:

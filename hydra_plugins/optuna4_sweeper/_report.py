@@ -1,9 +1,14 @@
-"""What a sweep leaves in its folder: every trial as CSV and Markdown, and the best trial's
-command line."""
+"""What the sweeper leaves in the sweep folder: trials.json, every trial as Optuna saw it (state,
+value, parameters, error), and best.json, the best trial with its command line.
+
+The sweep's table (summary.csv, summary.md) and curves are not written here: the app's sweep
+callback writes them for every sweeper from the run folders, and reads trials.json for what only
+the study knows (pruned, interrupted, trials that failed before they got a folder). The two share
+files, not code: this plugin imports nothing of the app.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
 import shlex
 import sys
@@ -62,15 +67,9 @@ def trial_rows(trials: Sequence[Any]) -> list[dict[str, Any]]:
 def write_report(
     sweep_dir: Path, trials: Sequence[Any], best: Any | None, metric: str, direction: str
 ) -> dict:
-    """Write trials.csv, trials.md and best.json in `sweep_dir`; return the best-trial summary."""
+    """Write trials.json and best.json in `sweep_dir`; return the best-trial summary."""
     rows = trial_rows(trials)
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    with open(sweep_dir / "trials.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows({c: _plain(row.get(c)) for c in columns} for row in rows)
+    (sweep_dir / "trials.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
     summary = {"metric": metric, "direction": direction, "n_trials": len(rows)}
     summary["states"] = {
         s: sum(r["state"] == s for r in rows) for s in sorted({r["state"] for r in rows})
@@ -84,29 +83,4 @@ def write_report(
             best_command=reproduce_command(best.user_attrs.get("overrides", [])),
         )
     (sweep_dir / "best.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    lines = [f"# Optuna sweep: {direction} {metric}", ""]
-    if best is not None:
-        lines += [
-            f"Best trial {best.number}: {metric} = {best.value:.6g}",
-            "",
-            "```",
-            summary["best_command"],
-            "```",
-            "",
-        ]
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    (sweep_dir / "trials.md").write_text("\n".join(lines) + "\n")
     return summary
-
-
-def _plain(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")

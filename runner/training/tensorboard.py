@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from runner.config import LoggerConfig
@@ -89,7 +90,9 @@ class TensorBoardLogger:
 
 def custom_scalars_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
     """{section: {chart: ["Multiline", tags or regexes]}} for metric names `split/name[/part]`:
-    `train/m` beside `val/m` (and `test/m`) on chart `m`; every `split/name/<part>` on one chart."""
+    `train/m` beside `val/m` (and `test/m`) on chart `m`, these per-epoch curves first; then
+    the charts that hold one test value each; last every `split/name/<part>` (per class) on one
+    chart."""
     charts: dict[str, list[str]] = {}
     parts: set[str] = set()
     for name in sorted(set(names)):
@@ -101,12 +104,14 @@ def custom_scalars_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
         else:
             charts.setdefault(rest, []).append(name)
     order = {"train": 0, "val": 1, "test": 2}
-    layout = {
-        "metrics: train and val": {
-            chart: ["Multiline", sorted(tags, key=lambda t: order.get(t.split("/")[0], 3))]
-            for chart, tags in charts.items()
-        }
-    }
+
+    def chart(tags: list[str]) -> list:
+        return ["Multiline", sorted(tags, key=lambda t: order.get(t.split("/")[0], 3))]
+
+    single = {c for c, tags in charts.items() if all(t.startswith("test/") for t in tags)}
+    layout = {"metrics: train and val": {c: chart(t) for c, t in charts.items() if c not in single}}
+    if single:
+        layout["test: one value per run"] = {c: chart(charts[c]) for c in sorted(single)}
     if parts:
         layout["per class"] = {chart: ["Multiline", [f"^{chart}/.*"]] for chart in sorted(parts)}
     return layout
@@ -128,11 +133,18 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
 
 
 def lead_with_overrides(params: dict[str, Any]) -> dict[str, Any]:
-    """What this run's command line set comes first (in a sweep: what differs between its
-    trials, which the HParams table then shows in its first columns); the rest keeps its order."""
+    """What this run's command line set comes first; the rest keeps its order. In a sweep the
+    HParams table then leads with what differs between its runs: the swept keys (the run's
+    overrides less those the whole sweep holds constant, which the sweep callback lists in
+    override_dirname's exclude_keys, as for the run folders' names), then the model and the
+    dataset."""
     if not HydraConfig.initialized():
         return params
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    hydra = HydraConfig.get()
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in hydra.overrides.task]
+    if hydra.mode == RunMode.MULTIRUN:
+        constant = set(hydra.job.config.override_dirname.exclude_keys)
+        keys = [k for k in keys if k not in constant] + ["model", "dataset"]
     first = [k for k in keys if k in params]
     return {**{k: params[k] for k in first}, **params}
 
