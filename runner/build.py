@@ -19,6 +19,7 @@ from runner.data.sequence_augment import SequenceAugmentation
 from runner.distributed import DistContext
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
+from runner.training.budget import resolve_budget, resolve_optimizer
 from runner.training.loop import Schedule
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,10 @@ def _instantiate(node: DictConfig, what: str, *args: Any, **kwargs: Any) -> Any:
         raise RunnerError(f"Could not build {what} from its config: {cause or exc}") from None
 
 
-def build_data(cfg: DictConfig) -> ImageData:
+def build_data(cfg: DictConfig, processes: int = 1) -> ImageData:
     """Instantiate the dataset and write the shape and class count it found back into the config,
-    where model configs read them by interpolation."""
+    where model configs read them by interpolation; and the batch size and epochs left auto,
+    sized for its training split shared by `processes` processes (runner.training.budget)."""
     data = _instantiate(cfg.dataset, "the dataset")
     if OmegaConf.select(cfg, "cv.fold") is not None:
         data = fold_split(data, cfg.cv.folds, cfg.cv.fold, cfg.cv.seed)
@@ -47,6 +49,8 @@ def build_data(cfg: DictConfig) -> ImageData:
         cfg.dataset.shape = list(data.shape)
         cfg.dataset.num_classes = data.num_classes
     check_classes(cfg, data)
+    if OmegaConf.select(cfg, "model._target_"):
+        resolve_budget(cfg, len(data.train), processes)
     log.info(
         "Data: %s train / %s val / %s test images of shape %s, %d classes: %s.",
         len(data.train),
@@ -116,6 +120,14 @@ def build_loaders(
     return train, val, test
 
 
+def build_eval_loader(cfg: DictConfig, split, device: torch.device):
+    """One process's loader over a whole split in order, unaugmented, as the test pass reads
+    it: the test split for evaluation, the training split for the baselines fitted on it."""
+    t = cfg.trainer
+    batch = t.eval_batch_size or t.batch_size
+    return make_loader(split, batch, device, t.loader, num_workers=t.num_workers)
+
+
 def build_augmentation(cfg: DictConfig) -> BatchAugmentation | SequenceAugmentation:
     """The augmentation for the loaded data's kind: images [C, H, W] or series [T, C]."""
     shape = OmegaConf.select(cfg, "dataset.shape")
@@ -135,7 +147,9 @@ def build_model(cfg: DictConfig) -> RunnerModel:
 
 
 def build_optimizers(cfg: DictConfig, model: RunnerModel) -> dict[str, torch.optim.Optimizer]:
-    """The family's optimisers (one per network for the GAN) from the configured partial."""
+    """The family's optimisers (one per network for the GAN) from the configured partial, its
+    keys left null filled from the family's recipe."""
+    resolve_optimizer(cfg)
     make_optimizer = _instantiate(cfg.optimizer, "the optimizer")
     try:
         return model.configure_optimizers(make_optimizer)

@@ -56,8 +56,11 @@ Unit = Annotated[float, Field(ge=0, le=1)]
 @dataclass
 class TrainerConfig:
     __pydantic_config__ = CLOSED
-    max_epochs: PositiveInt = 10
-    batch_size: PositiveInt = 128  # per process under DDP
+    # None (auto): from the model family's recipe and the data size (runner/training/budget.py)
+    max_epochs: PositiveInt | None = None
+    # None: the recipe's steps; a number: auto epochs are as many as this many steps take
+    max_steps: PositiveInt | None = None
+    batch_size: PositiveInt | None = None  # per process under DDP; None (auto) as max_epochs
     eval_batch_size: PositiveInt | None = None  # None: batch_size
     device: Device = Device("auto")  # auto: cuda > mps > cpu
     # auto: bf16-mixed (or 16-mixed) on CUDA, 32 elsewhere
@@ -124,7 +127,8 @@ class LoggerConfig:
     __pydantic_config__ = CLOSED
     tensorboard: bool = True
     log_images: bool = True
-    image_every_n_epochs: PositiveInt = 1
+    # None (auto): about ten times a run, and at its first and last epoch
+    image_every_n_epochs: PositiveInt | None = None
     num_images: PositiveInt = 32
     log_hparams: bool = True
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from runner.build import build_data
+from runner.build import build_data, build_eval_loader
 from runner.config import CONF_DIR, TrainerConfig, settings_of
 from runner.console import reported
-from runner.data.loader import BatchPreprocessor, make_loader
+from runner.data.loader import BatchPreprocessor
 from runner.entry import prepare, start
 from runner.entry_config import EvalOptions
 from runner.errors import RunnerError
@@ -75,7 +75,6 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
     precision = resolve_precision(t.precision, device)
     data = build_data(cfg)
     check_data_fits(run, list(data.shape), data.num_classes)  # as found, not only as declared
-    batch = t.eval_batch_size or t.batch_size
     model = run.model.to(device)
     model.class_names = data.class_names
     logger = TensorBoardLogger(out) if cfg.logger.tensorboard else None
@@ -88,11 +87,10 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
     )
     started = time.perf_counter()
     try:
-        # The split in order, unaugmented, as training's test pass reads its split.
-        loader = make_loader(
-            getattr(data, split), batch, device, t.loader, num_workers=t.num_workers
-        )
-        tested = trainer.test(model, loader)
+        # The split in order, unaugmented, as training's test pass reads its split; and the
+        # training split, for the baselines the model must beat (PCA, the majority class).
+        loader = build_eval_loader(cfg, getattr(data, split), device)
+        tested = trainer.test(model, loader, build_eval_loader(cfg, data.train, device))
         metrics = {f"{split}/{k.split('/', 1)[1]}": v for k, v in tested.items()}
         if logger is not None:
             logger.scalars(metrics, 0)
@@ -107,7 +105,10 @@ def evaluate_split(run, cfg: DictConfig, split: str, out: Path) -> dict[str, flo
         "wall_time_s": round(time.perf_counter() - started, 3),
         "device": str(device),
         "precision": precision,
+        "warnings": model.diagnose(tested),
     }
+    for line in summary["warnings"]:
+        log.warning(line)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
     print(f"Metrics: {shown}\nRun folder: {out}", flush=True)

@@ -22,6 +22,7 @@ from runner import distributed
 from runner.build import (
     build_augmentation,
     build_data,
+    build_eval_loader,
     build_loaders,
     build_model,
     build_optimizers,
@@ -63,7 +64,9 @@ def train(cfg: DictConfig) -> float:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, validate every epoch, test the best checkpoint; return the final metrics."""
     validate(cfg)  # before joining a process group: every rank fails alike, none waits
+    started = time.perf_counter()
     resolve_auto(cfg, dataset_choice())  # model.fd_classifier=auto: trained once, then reused
+    reference_s = time.perf_counter() - started
     out = Path(cfg.paths.output_dir)
     t = settings_of(cfg.trainer, TrainerConfig)  # the trainer group, typed, in one piece
     ddp = distributed.init_distributed(t.strategy, t.device, t.ddp_timeout_min)
@@ -82,7 +85,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts
 
-    data = build_data(cfg)
+    data = build_data(cfg, ddp.world_size if ddp else 1)
+    t = settings_of(cfg.trainer, TrainerConfig)  # with the batch size and epochs just resolved
     train_loader, val_loader, test_loader = build_loaders(cfg, data, device, t.seed, ddp)
     model = build_model(cfg).to(device)
     model.class_names = data.class_names
@@ -131,7 +135,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         best = out / "checkpoints" / "best.pt"
         if best.exists():
             model.load_state_dict(load_checkpoint(best)["model"])
-        test_metrics = trainer.test(model, test_loader)
+        tested = time.perf_counter()
+        train_in_order = build_eval_loader(cfg, data.train, device) if main else None
+        test_metrics = trainer.test(model, test_loader, train_in_order)
+        test_s = time.perf_counter() - tested
         digests = distributed.state_digests(model) if ddp else []
         if len(set(digests)) > 1:
             log.warning("The ranks' weights differ after training: %s.", ", ".join(digests))
@@ -148,11 +155,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "stopped_early": fit.stopped_early,
             "wall_time_s": round(time.perf_counter() - started, 3),
             "train_time_s": round(fit.train_time_s, 3),
+            # the test pass with its extras and baselines, and a reference classifier trained
+            "evaluation_time_s": round(test_s + reference_s, 3),
             "train_steps": trainer.global_step,
             "processes": ddp.world_size if ddp else 1,
             **({"state_sha256_by_rank": digests} if ddp else {}),
             "device": str(device),
             "precision": precision,
+            "warnings": model.diagnose(metrics),
         }
         if main:
             (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -172,7 +182,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             logger.close()
         model.parallel = {}  # the DDP wrappers hold the process group: let them go before it
     if main:
-        report(out, metrics)
+        report(out, metrics, summary["warnings"])
     return metrics
 
 
@@ -213,13 +223,17 @@ def print_config_tree(cfg: DictConfig) -> None:
     print("\n".join(lines), flush=True)
 
 
-def report(out: Path, metrics: dict[str, float]) -> None:
+def report(out: Path, metrics: dict[str, float], warnings: list[str] = ()) -> None:
+    for line in warnings:
+        log.warning(line)
     logdir = out
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         logdir = Path(HydraConfig.get().sweep.dir)
     shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
     print(
-        f"Final metrics: {shown}\nRun folder: {out}\nTensorBoard: tensorboard --logdir {logdir}",
+        f"Final metrics: {shown}\n"
+        + "".join(f"Warning: {line}\n" for line in warnings)
+        + f"Run folder: {out}\nTensorBoard: tensorboard --logdir {logdir}",
         flush=True,
     )
 

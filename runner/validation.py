@@ -27,7 +27,7 @@ from runner.errors import RunnerError
 TARGET_GROUPS = ("model", "dataset", "optimizer", "scheduler")
 # Hints for the targets of other libraries, whose own checks come late (torch accepts lr=0, and
 # checks the rest only when the optimiser is built, after the data is loaded).
-THIRD_PARTY_HINTS: dict[str, Any] = {"lr": PositiveFloat}
+THIRD_PARTY_HINTS: dict[str, Any] = {"lr": PositiveFloat | None}  # None: the family's
 ARBITRARY = ConfigDict(arbitrary_types_allowed=True)
 T = TypeVar("T")
 

@@ -18,9 +18,14 @@ def test_loss_falls_on_digits(config, tmp_path, model):
     )
     metrics = run(cfg)
     history = _history(tmp_path / "run")
-    assert history[-1]["val/loss"] < 0.8 * history[0]["val/loss"]
+    assert history[-1]["val/loss"] < history[0]["val/loss"]
     assert history[-1]["train/loss"] < history[0]["train/loss"]
     assert metrics["test/recon_mse"] < history[0]["val/recon_mse"]
+    assert metrics["test/pca_mse"] < metrics["test/mean_image_mse"]
+    if model != "sparse_ae":  # (it needs its whole default training: tests/test_defaults.py)
+        # Its linear path starts it at PCA with as many components as the code (of the noisy
+        # input for the denoising autoencoder), and four epochs take it past that baseline.
+        assert metrics["test/recon_mse"] < metrics["test/pca_mse"]
 
 
 @pytest.mark.parametrize("model", ["ae", "deep_ae"])

@@ -77,7 +77,7 @@ def test_bad_override_exits_2_with_one_paragraph_and_no_traceback(tmp_path):
         ),
         (["model.latnt_dim=3"], "Unknown key model.latnt_dim. Did you mean model.latent_dim?"),
         (["trainer.max_epochs=abc"], "Invalid value for trainer.max_epochs"),
-        (["optimizer.lr=-1"], "optimizer.lr=-1 is out of range: expected a number > 0."),
+        (["optimizer.lr=-1"], "optimizer.lr=-1 is out of range: expected a number > 0, or null."),
         (["regularization.dropout=1.5"], "regularization.dropout=1.5 is out of range"),
         (["regularization.early_stopping.patience=-2"], "patience=-2 is out of range"),
         (

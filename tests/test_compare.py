@@ -209,6 +209,7 @@ def test_compare_two_runs_made_apart(tmp_path, monkeypatch, compare_cli):
             "runner.train",
             *QUICK,
             f"optimizer.lr={lr}",
+            "model.linear=none",  # the networks alone, so the learning rate shows
             "trainer.progress_bar=false",
             "logger=none",
             f"hydra.run.dir={folder}",

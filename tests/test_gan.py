@@ -100,6 +100,8 @@ def test_gan_trains_on_digits_and_shows_fixed_noise_samples(config, tmp_path):
             "model.fd_classifier=null",
             "optimizer=gan_adam",
             "optimized_metric=val/g_loss",
+            "model.loss=bce",  # the original DCGAN: D's outputs are probabilities
+            "model.spectral_norm=false",
             "model.channels=[8,16]",
             "model.latent_dim=16",
             "trainer.max_epochs=3",

@@ -14,7 +14,7 @@ FAMILIES = {
     "sparse_ae": (),
     "denoising_ae": (),
     "vae": ("model.nll_samples=2", "model.nll_images=8", "model.fd_classifier=null"),
-    "gan": ("optimizer=gan_adam", "model.fd_classifier=null"),
+    "gan": ("optimizer=gan_adam", "model.fd_classifier=null", "model.spectral_norm=false"),
     "cnn": (),
     "seq_classifier": (),  # the digits read row by row: 8 steps of 8 features
     "seq_ae": (),

@@ -84,7 +84,12 @@ def test_generative_runs_report_fd_against_a_trained_classifier(
 ):
     classifier, data = cnn_run, session_mnist
     quality = [f"model.fd_classifier={classifier}", "model.fd_samples=200", "logger=none"]
-    vae = run(config("model=vae", *data, *quality, "model.nll_samples=4", "model.latent_dim=4"))
+    vae_training = ("trainer.max_epochs=8", "trainer.batch_size=16")  # 136 steps
+    vae = run(
+        config(
+            "model=vae", *data, *quality, *vae_training, "model.nll_samples=4", "model.latent_dim=4"
+        )
+    )
     gan = run(
         config(
             "model=gan",

@@ -80,7 +80,8 @@ def by_params(rows: list[dict[str, str]]) -> dict[tuple[float, float], dict[str,
 
 def test_grid_multirun_with_the_basic_sweeper(tmp_path, multirun):
     sweep = tmp_path / "grid"
-    multirun(sweep, "optimizer.lr=1e-2,1e-4", "regularization.dropout=0,0.2")
+    # The networks alone (no PCA path to start from), so the learning rate shows.
+    multirun(sweep, "optimizer.lr=1e-2,1e-4", "regularization.dropout=0,0.2", "model.linear=none")
     runs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert [p.name for p in runs] == [  # named by what differs; the constant keys left out
         "0_optimizer.lr=0.01,regularization.dropout=0",

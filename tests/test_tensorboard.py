@@ -68,11 +68,14 @@ def test_custom_scalars_pair_train_and_val_and_hparams_lead_with_the_overrides(c
         for i in range(len(acc.Tensors("custom_scalars__config__")))
     ]
     final = layouts[-1]  # written again after the test pass, with the per-class section
-    assert [c.title for c in final.category] == ["metrics: train and val", "per class"]
+    titles = ["metrics: train and val", "test: one value per run", "per class"]
+    assert [c.title for c in final.category] == titles
     charts = {chart.title: list(chart.multiline.tag) for chart in final.category[0].chart}
     assert charts["loss"] == ["train/loss", "val/loss", "test/loss"]
     assert charts["acc"] == ["train/acc", "val/acc", "test/acc"]
-    per_class = final.category[1].chart[0]
+    test_only = [tag for chart in final.category[1].chart for tag in chart.multiline.tag]
+    assert "test/majority_acc" in test_only  # the baseline the classifier had to beat
+    per_class = final.category[2].chart[0]
     assert per_class.title == "test/acc_class" and per_class.multiline.tag == ["^test/acc_class/.*"]
     assert "test/acc_class/3" in acc.Tags()["scalars"]  # the chart's curves exist
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from omegaconf import DictConfig
@@ -14,6 +16,63 @@ from runner.training.step import OptimizerStep
 Batch = tuple[torch.Tensor, torch.Tensor]
 MakeOptimizer = Callable[..., torch.optim.Optimizer]
 Wrap = Callable[[nn.Module], nn.Module]  # a module -> the same in DistributedDataParallel
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training a family needs in order to learn, whatever the size of the data. A run that
+    leaves `trainer.batch_size`, `trainer.max_epochs` or an optimizer key null (auto) gets it
+    from here, sized for its training split (runner.training.budget); a value set wins."""
+
+    steps: int = 4000  # optimiser steps to learn in
+    batch_size: int = 128  # on large data; smaller on small data, so an epoch has some steps
+    min_batch_size: int = 16
+    max_epochs: int = 1000  # however small the data
+    # Values for the optimizer keys left null (lr, betas); keys neither sets keep torch's.
+    optimizer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"lr": 1e-3}))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A finished run learned when its `test/<metric>` beats `test/<baseline>`, what doing almost
+    nothing scores on the same split (`describe` names it in the summary)."""
+
+    metric: str
+    baseline: str
+    describe: str
+    mode: str = "min"
+    factor: float = 1.0  # the metric must beat baseline x factor
+
+    def missed(self, metrics: dict[str, float]) -> str | None:
+        """One line when the run has both numbers and the metric does not beat the baseline."""
+        value, base = metrics.get(f"test/{self.metric}"), metrics.get(f"test/{self.baseline}")
+        if value is None or base is None:
+            return None
+        bar = base * self.factor
+        if (value < bar) if self.mode == "min" else (value > bar):
+            return None
+        times = f"{self.factor:g} x " if self.factor != 1 else ""
+        return (
+            f"test/{self.metric}={value:.4g} does not beat {times}test/{self.baseline}={base:.4g} "
+            f"({self.describe}): the model did not learn more than that baseline."
+        )
+
+
+def coverage_collapse(metrics: dict[str, float], classes: int | None) -> str | None:
+    """A generator whose samples fall into one or two of (at least three) classes, named."""
+    coverage = metrics.get("test/class_coverage")
+    if coverage is None or not classes or classes < 3 or coverage > 2:
+        return None
+    return (
+        f"Mode collapse: the samples cover {coverage:.0f} of {classes} classes "
+        "(test/class_coverage): the generator draws a few kinds of image whatever its noise."
+    )
+
+
+def images(loader, preprocess) -> Iterator[torch.Tensor]:
+    """A loader's inputs as the model sees them at evaluation, batch by batch."""
+    for batch in loader:
+        yield preprocess(batch, train=False)[0]
 
 
 class LossFunction(nn.Module):
@@ -49,8 +108,15 @@ class RunnerModel(nn.Module):
     # the key's default stops the run at start-up (runner.validation.check_regularization)
     # instead of training a model that ignores it.
     unsupported_regularization: ClassVar[dict[str, str]] = {}
+    # Wraps a long evaluation loop in a progress bar: `progress(items, desc=..., total=...)`;
+    # the loop sets it as trainer.progress_bar says.
+    progress: Callable[..., Iterable] = staticmethod(lambda items, **_: items)
     # Classes the data must have (a classifier needs two; an autoencoder learns from one).
     min_classes: ClassVar[int] = 1
+    # The training it needs: steps, batch size, learning rate (see Recipe).
+    recipe: ClassVar[Recipe] = Recipe()
+    # What its test metrics must beat (`baselines` computes them; `diagnose` reports misses).
+    targets: ClassVar[tuple[Target, ...]] = ()
 
     @classmethod
     def check_config(cls, cfg: DictConfig) -> None:
@@ -112,6 +178,18 @@ class RunnerModel(nn.Module):
         """After the test pass over the best checkpoint: extra whole-test-set metrics (returned,
         named `test/...`) and artifacts for TensorBoard (`logger` may be None)."""
         return {}
+
+    @torch.no_grad()
+    def baselines(self, train, test, preprocess) -> dict[str, float]:
+        """After the test pass: what doing almost nothing scores on the test split, named as
+        test metrics are (without `test/`): PCA for an autoencoder, the majority class for a
+        classifier. Computed once, on rank 0, with the whole train and test splits."""
+        return {}
+
+    def diagnose(self, metrics: dict[str, float]) -> list[str]:
+        """One line for each way this finished run failed to learn, from its final metrics:
+        a target missed, a collapse named (families add theirs)."""
+        return [line for target in self.targets if (line := target.missed(metrics))]
 
     def on_fit_start(self, train, val, preprocess, steps_per_epoch: int) -> None:
         """Before the first epoch, with loaders over the whole train and val splits (the same on

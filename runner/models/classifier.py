@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
-from runner.models.base import RunnerModel
+from runner.models.base import RunnerModel, Target
 from runner.models.blocks import (
     Activation,
     Dropout,
@@ -31,12 +31,23 @@ class Classifier(RunnerModel):
 
     num_classes: int
     min_classes = 2
+    targets = (
+        Target("acc", "majority_acc", "always the training split's most common class", "max"),
+    )
 
     def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self(x).float()
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(dim=1) == y).float().mean()
         return {"loss": loss, "acc": acc}
+
+    @torch.no_grad()
+    def baselines(self, train, test, preprocess) -> dict[str, float]:
+        """The accuracy of always answering the training split's most common class."""
+        counts = sum(torch.bincount(y.cpu(), minlength=self.num_classes) for _, y in train)
+        majority = int(counts.argmax())
+        right = sum(int((y == majority).sum()) for _, y in test)
+        return {"majority_acc": right / max(1, sum(len(y) for _, y in test))}
 
     @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
-from runner.models.autoencoder import Autoencoder, autoencoder_arguments
+from runner.models.autoencoder import Autoencoder, LinearPath, autoencoder_arguments
+from runner.models.base import Target
 from runner.models.blocks import Activation, Dropout, Init, Normalization, image_pairs
 
 NoiseType = Literal["gaussian", "masking", "salt_and_pepper"]
@@ -48,6 +49,7 @@ class DenoisingAutoencoder(Autoencoder):
         dropout: Dropout = 0.0,
         normalization: Normalization = "none",
         recon_loss: Literal["mse", "bce"] = "mse",
+        linear: LinearPath = "auto",
     ) -> None:
         super().__init__(**autoencoder_arguments(locals(), code_activation="none"))
         self.noise_type = noise_type
@@ -58,6 +60,16 @@ class DenoisingAutoencoder(Autoencoder):
         losses = self.reconstruction_losses(self.decode_logits(self.encode(noisy)), x)
         losses["noisy_mse"] = F.mse_loss(noisy, x).detach()
         return losses
+
+    targets = (
+        Target("recon_mse", "noisy_mse", "the noisy input's own error", factor=0.5),
+        Target(
+            "recon_mse", "pca_mse", "PCA of the noisy input with as many components as the code"
+        ),
+    )
+
+    def baseline_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return corrupt(x, self.noise_type, self.noise_level)
 
     @torch.no_grad()
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

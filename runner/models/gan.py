@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 import torch
@@ -16,7 +17,14 @@ from torch.nn.utils import parametrizations
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from runner.errors import RunnerError, TrainingDiverged
-from runner.models.base import LossFunction, RunnerModel, Wrap
+from runner.models.base import (
+    LossFunction,
+    Recipe,
+    RunnerModel,
+    Target,
+    Wrap,
+    coverage_collapse,
+)
 from runner.models.blocks import (
     Dropout,
     Init,
@@ -91,6 +99,14 @@ class GAN(RunnerModel):
     the metric to pick the best epoch by. Both networks get an optimiser from the `optimizer`
     group; `generator_lr` and `discriminator_lr` give each its own learning rate.
     """
+
+    # Adam as in SAGAN/BigGAN for the hinge loss with spectral norm: lr 2e-4, betas (0, 0.9).
+    recipe = Recipe(
+        steps=4000, batch_size=64, optimizer=MappingProxyType({"lr": 2e-4, "betas": (0.0, 0.9)})
+    )
+    targets = (
+        Target("fd", "fd_floor", "the Fréchet distance of real images to real ones", factor=10),
+    )
 
     def __init__(
         self,
@@ -317,7 +333,9 @@ class GAN(RunnerModel):
 
     @torch.no_grad()
     def on_validation_end(self, loader, preprocess) -> dict[str, float]:
-        """`val/fd` when a classifier is given, on the same noise every epoch."""
+        """`val/fd` when a classifier is given, on the same noise every epoch. It is also the
+        GAN's `val/loss` (what picks the best checkpoint by default): the generator's loss says
+        how well it fools this discriminator, not how good its samples are."""
         if not self.fd_classifier or not self.val_fd_samples:
             return {}
         from runner.metrics import FrechetReference, load_classifier
@@ -331,7 +349,12 @@ class GAN(RunnerModel):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(0)
             samples = draw_samples(self.sample, self.val_fd_samples)
-        return {"val/fd": self._fd_reference.fd(samples)}
+        fd = self._fd_reference.fd(samples)
+        return {"val/fd": fd, "val/loss": fd}
+
+    def diagnose(self, metrics: dict[str, float]) -> list[str]:
+        collapse = coverage_collapse(metrics, len(self.class_names or []))
+        return super().diagnose(metrics) + ([collapse] if collapse else [])
 
     @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:

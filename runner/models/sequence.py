@@ -24,9 +24,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from runner.data.sequence_augment import series_lengths
 from runner.errors import RunnerError
-from runner.models.base import RunnerModel
+from runner.models.base import RunnerModel, Target, images
 from runner.models.blocks import Dropout, Init, Normalization, family_norm
 from runner.models.classifier import Classifier
+from runner.models.pca import PCA, fit_pca, reconstruction_mse
 
 log = logging.getLogger(__name__)
 
@@ -492,34 +493,34 @@ class SeqAutoencoder(RunnerModel):
             with torch.random.fork_rng(devices=[]):
                 self.fit_pca(train, preprocess)
 
+    def _flat_series(self, loader, preprocess):
+        for x in images(loader, preprocess):
+            yield self._flat(as_sequence(x)[0])
+
     @torch.no_grad()
     def fit_pca(self, loader, preprocess) -> None:
         """The linear maps := PCA of `loader`'s series (the top `latent_dim` components), fixed
         from then on; the recurrent parts' output layers restart from zero, so training starts
         from PCA's reconstruction exactly and learns only what is left."""
-        values = self.steps * self.features
-        count, total = 0, torch.zeros(values, dtype=torch.float64)
-        outer = torch.zeros(values, values, dtype=torch.float64)
-        for batch in loader:
-            x, _ = preprocess(batch, train=False)
-            flat = self._flat(as_sequence(x)[0]).double().cpu()
-            count, total, outer = count + len(flat), total + flat.sum(0), outer + flat.T @ flat
-        mean = total / count
-        _, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))  # ascending
-        kept = min(self.latent_dim, values)  # a code wider than the series keeps zeros
-        components = torch.zeros(values, self.latent_dim, dtype=vectors.dtype)
-        components[:, :kept] = vectors[:, -kept:].flip(1)
-        like = self.linear_encoder.weight
-        self.linear_encoder.weight.copy_(components.T.to(like))
-        self.linear_encoder.bias.copy_((-components.T @ mean).to(like))
-        self.linear_decoder.weight.copy_(components.to(like))
-        self.linear_decoder.bias.copy_(mean.to(like))
-        for layer in (self.linear_encoder, self.linear_decoder):
-            layer.requires_grad_(False)
+        pca = fit_pca(self._flat_series(loader, preprocess), self.latent_dim)
+        pca.copy_into(self.linear_encoder, self.linear_decoder)
         for layer in (self.to_code, self.to_output):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-        log.info("seq_ae: linear path fitted as PCA of %d training series.", count)
+        log.info("seq_ae: linear path fitted as PCA of the training series.")
+
+    targets = (Target("recon_mse", "pca_mse", "PCA with as many components as the code"),)
+
+    @torch.no_grad()
+    def baselines(self, train, test, preprocess) -> dict[str, float]:
+        """PCA with `latent_dim` components of the training series, and their mean series,
+        scored on the test series (padded steps count as zeros for both)."""
+        pca = fit_pca(self._flat_series(train, preprocess), self.latent_dim)
+        pairs = [(rows, rows) for rows in self._flat_series(test, preprocess)]
+        return {
+            "pca_mse": reconstruction_mse(pca, pairs),
+            "mean_series_mse": reconstruction_mse(PCA(pca.mean, pca.components[:, :0]), pairs),
+        }
 
     def decode(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Codes [B, latent_dim] -> sequences [B, steps, features]."""

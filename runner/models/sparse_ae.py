@@ -9,6 +9,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from runner.models.autoencoder import Autoencoder, autoencoder_arguments
+from runner.models.base import Target, images
 from runner.models.blocks import Activation, Dropout, Init, Normalization
 
 
@@ -37,10 +38,12 @@ class SparseAutoencoder(Autoencoder):
         normalization: Normalization = "none",
         recon_loss: Literal["mse", "bce"] = "mse",
     ) -> None:
+        # No linear path: PCA's dense codes are what the sparsity penalty works against.
         super().__init__(
             **autoencoder_arguments(
                 locals(), code_activation="relu" if sparsity == "l1" else "sigmoid"
-            )
+            ),
+            linear="none",
         )
         self.sparsity = sparsity
         self.sparsity_weight = sparsity_weight
@@ -53,6 +56,20 @@ class SparseAutoencoder(Autoencoder):
         rho_hat = code.mean(dim=0).clamp(1e-6, 1 - 1e-6)
         kl = rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))
         return kl.sum()
+
+    targets = (
+        Target("recon_mse", "pca_mse", "PCA with as many components as the code has active units"),
+    )
+
+    @torch.no_grad()
+    def baseline_components(self, test, preprocess) -> int:
+        """The mean number of code units active (above NEAR_ZERO) per test image, at least 1:
+        a sparse code wider than the image is compared with PCA of its active size."""
+        active, count = 0.0, 0
+        for x in images(test, preprocess):
+            active += float((self.encode(x).abs() >= self.NEAR_ZERO).sum())
+            count += len(x)
+        return max(1, round(active / max(count, 1)))
 
     def compute_losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         code = self.encode(x).float()

@@ -3,6 +3,7 @@ the negative ELBO in nats per image (reconstruction + beta * KL)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Annotated, Literal
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
-from runner.models.base import RunnerModel
+from runner.models.base import RunnerModel, coverage_collapse
 from runner.models.blocks import (
     Activation,
     Dropout,
@@ -29,6 +30,9 @@ from runner.models.blocks import (
 )
 
 LOG_2PI = math.log(2 * math.pi)
+log = logging.getLogger(__name__)
+# Below this KL (nats per image) the code carries almost nothing: posterior collapse.
+COLLAPSED_KL = 0.5
 
 
 class VAE(RunnerModel):
@@ -61,10 +65,11 @@ class VAE(RunnerModel):
         normalization: Normalization = "none",
         beta: NonNegativeFloat = 1.0,
         kl_warmup_epochs: NonNegativeInt = 0,
+        free_bits: NonNegativeFloat = 0.0,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         binarize: bool = True,
-        nll_samples: PositiveInt = 1000,
-        nll_images: PositiveInt | None = None,
+        nll_samples: PositiveInt = 100,
+        nll_images: PositiveInt | None = 1000,
         fd_classifier: str | None = None,
         fd_samples: Annotated[int, Field(ge=2)] = 10_000,
     ) -> None:
@@ -73,6 +78,7 @@ class VAE(RunnerModel):
         self.latent_dim = latent_dim
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
+        self.free_bits = free_bits
         self.likelihood = likelihood
         self.arch = arch
         self.binarize = binarize and likelihood == "bernoulli"
@@ -191,10 +197,15 @@ class VAE(RunnerModel):
         mean, log_var = self.encode(x)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
         recon = -self.log_likelihood(self.decode_logits(z), target)
-        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)
+        kl_per_unit = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)
+        kl = kl_per_unit.sum(1)
         weight = self.kl_weight if self.training else self.beta
+        penalised = kl.mean()
+        if self.free_bits and self.training:
+            # Free bits: no pressure on a unit whose batch-mean KL is below `free_bits` nats.
+            penalised = kl_per_unit.mean(0).clamp(min=self.free_bits).sum()
         return {
-            "loss": (recon + weight * kl).mean(),
+            "loss": recon.mean() + weight * penalised,
             "recon": recon.detach().mean(),
             "kl": kl.detach().mean(),
             "neg_elbo": (recon + kl).detach().mean(),
@@ -222,6 +233,18 @@ class VAE(RunnerModel):
         log_w = torch.cat(log_weights)
         return -(torch.logsumexp(log_w, dim=0) - math.log(samples))
 
+    def diagnose(self, metrics: dict[str, float]) -> list[str]:
+        lines = super().diagnose(metrics)
+        kl = metrics.get("test/kl")
+        if kl is not None and kl < COLLAPSED_KL:
+            lines.append(
+                f"Posterior collapse: test/kl={kl:.3g} nats per image "
+                f"({metrics.get('test/active_units', 0):.0f} active units): the decoder ignores "
+                "the code. Lower model.beta or raise model.kl_warmup_epochs."
+            )
+        collapse = coverage_collapse(metrics, len(self.class_names or []))
+        return lines + ([collapse] if collapse else [])
+
     @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
         from runner.metrics import generative_test_metrics, log_latent_projector
@@ -243,9 +266,16 @@ class VAE(RunnerModel):
         """Mean importance-sampled NLL (nats) over the first `nll_images` test images (or all)."""
         device = self.fixed_noise.device
         total, count = 0.0, 0
+        log.info(
+            "Importance-sampled NLL: %d samples for each of the first %s test images "
+            "(model.nll_samples, model.nll_images).",
+            self.nll_samples,
+            self.nll_images or "all",
+        )
+        batches = len(loader) if self.nll_images is None else None
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(0)  # the same estimate every time for one checkpoint
-            for batch in loader:
+            for batch in self.progress(loader, desc="test nll", total=batches):
                 x, _ = preprocess(batch, train=False)
                 if self.nll_images is not None:
                     x = x[: self.nll_images - count]

@@ -33,7 +33,8 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
-        return self.patience is not None and self.wait > self.patience
+        # As Keras and Lightning count: `patience` epochs in a row without improvement.
+        return self.patience is not None and self.wait > 0 and self.wait >= self.patience
 
     def state_dict(self) -> dict:
         return {"best": self.best, "wait": self.wait}

@@ -251,15 +251,33 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def test(self, model: RunnerModel, loader) -> dict[str, float]:
-        """`test/*` means, then the family's whole-test-set metrics and pictures (rank 0)."""
+    def test(self, model: RunnerModel, loader, train_loader=None) -> dict[str, float]:
+        """`test/*` means, then the family's whole-test-set metrics and pictures, and given the
+        training split the baselines the model must beat (rank 0)."""
         metrics = self.evaluate(model, loader, "test")
         model.eval()
-        metrics.update(
-            distributed.run_on_main(
-                lambda: model.on_test_end(_whole(loader), self.preprocess, self.logger)
-            )
+        model.progress = partial(
+            tqdm,
+            leave=False,
+            dynamic_ncols=True,
+            disable=not (self.settings.progress_bar and self.is_main),
         )
+
+        def extras() -> dict[str, float]:
+            extra = model.on_test_end(_whole(loader), self.preprocess, self.logger)
+            if train_loader is not None:
+                started = time.perf_counter()
+                baselines = model.baselines(_whole(train_loader), _whole(loader), self.preprocess)
+                extra.update({f"test/{k}": v for k, v in baselines.items()})
+                if baselines:
+                    log.info(
+                        "Baselines on the test split (%.1f s): %s",
+                        time.perf_counter() - started,
+                        "  ".join(f"{k}={v:.4g}" for k, v in baselines.items()),
+                    )
+            return extra
+
+        metrics.update(distributed.run_on_main(extras))
         return metrics
 
     # -----------------------------------------------------------------------------------------
@@ -314,7 +332,9 @@ class Trainer:
         if not self.history[:-1]:  # the first epoch logged: charts for the metrics it has
             self.logger.layout(metrics)
         self.logger.scalars(metrics, self.epoch)
-        if image_batch is not None and self.epoch % self.logger.settings.image_every_n_epochs == 0:
+        every = self.logger.settings.image_every_n_epochs or max(1, round(self.max_epochs / 10))
+        shown = self.epoch % every == 0 or self.epoch == self.max_epochs - 1
+        if image_batch is not None and shown:
             model.eval()
             # Image noise must not shift the training random stream: logging never changes results.
             with torch.random.fork_rng(
