@@ -11,6 +11,7 @@ evaluation time (test pass, baselines and extras, and a reference classifier tra
     python benchmarks/defaults.py --root /path/to/data                      # every cell
     python benchmarks/defaults.py --root /path/to/data --datasets digits    # digits only
     python benchmarks/defaults.py --datasets digits --models ae vae        # no --root needed
+    taskset -c 1 python benchmarks/defaults.py --datasets digits --threads 1   # one core
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     parser.add_argument("--models", nargs="+", default=IMAGE_MODELS + SEQUENCE_MODELS)
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--threads", type=int, help="trainer.threads for every run (default: all)")
     return parser.parse_args()
 
 
@@ -80,9 +82,10 @@ def dataset_overrides(name: str, root: str | None, shapes: Path) -> list[str]:
     return [f"dataset={name}"]
 
 
-def run_cell(model: str, overrides: list[str], folder: Path) -> dict:
+def run_cell(model: str, overrides: list[str], folder: Path, threads: int | None) -> dict:
     started = time.perf_counter()
     cmd = [sys.executable, "-m", "runner.train", f"model={model}", *overrides, *QUIET]
+    cmd += [f"trainer.threads={threads}"] if threads else []
     proc = subprocess.run(
         [*cmd, f"hydra.run.dir={folder}"], capture_output=True, text=True, check=False
     )
@@ -123,15 +126,16 @@ def main() -> None:
     out = Path(args.out or tmp.name)
     shapes = write_shapes(out / "shapes") if "image_folder" in args.datasets else out
     header = (
-        f"| dataset | model | metric | value | baseline | value | ratio | train s | eval s | "
-        f"warnings |\n|{'---|' * 10}"
+        "| dataset | model | metric | value | baseline | value | ratio | train s | eval s | "
+        f"wall s | warnings |\n|{'---|' * 11}"
     )
     print(header, flush=True)
     for dataset in args.datasets:
         models = SEQUENCE_MODELS if dataset == "timeseries" else IMAGE_MODELS + ["seq_classifier"]
         for model in [m for m in models if m in args.models]:
             folder = out / f"{dataset}-{model}"
-            result = run_cell(model, dataset_overrides(dataset, args.root, shapes), folder)
+            overrides = dataset_overrides(dataset, args.root, shapes)
+            result = run_cell(model, overrides, folder, args.threads)
             if "error" in result:
                 print(f"| {dataset} | {model} | failed: {' '.join(result['error'])} |", flush=True)
                 continue
@@ -144,7 +148,7 @@ def main() -> None:
             print(
                 f"| {dataset} | {model} | {metric} | {number(value)} | {baseline} | "
                 f"{number(base)} | "
-                f"{ratio} | {train:.0f} | {evaluation:.0f} | "
+                f"{ratio} | {train:.0f} | {evaluation:.0f} | {result['wall']:.0f} | "
                 f"{'; '.join(result.get('warnings', [])) or '-'} |",
                 flush=True,
             )

@@ -108,3 +108,16 @@ def test_weight_init_schemes_change_the_weights(config):
     assert not torch.equal(default, xavier) and not torch.equal(xavier, kaiming)
     # Kaiming-normal for ReLU has std sqrt(2 / fan_in).
     assert abs(kaiming.std().item() - (2 / 64) ** 0.5) < 0.02
+
+
+def test_a_run_saved_before_the_linear_path_loads_as_the_networks_alone():
+    import torch
+
+    from runner.models import Autoencoder
+
+    old = Autoencoder((1, 8, 8), latent_dim=4, hidden_dims=(16,), linear="none")
+    new = Autoencoder((1, 8, 8), latent_dim=4, hidden_dims=(16,))
+    assert new.linear == "pca" and "linear_encoder.weight" in new.state_dict()
+    new.load_state_dict(old.state_dict())
+    x = torch.rand(5, 1, 8, 8)
+    assert new.linear == "none" and torch.equal(new(x), old(x))

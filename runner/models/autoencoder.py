@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
-from runner.models.base import RunnerModel, Target, images
+from runner.models.base import RunnerModel, Target, inputs_of
 from runner.models.blocks import (
     Activation,
     Dropout,
@@ -123,7 +123,8 @@ class Autoencoder(RunnerModel):
 
     def on_fit_start(self, train, val, preprocess, steps_per_epoch: int) -> None:
         if self.linear == "pca":
-            self.fit_linear_path(fit_pca(images(train, preprocess), self.latent_dim))
+            with torch.random.fork_rng(devices=[]):  # reading data must not shift the stream
+                self.fit_linear_path(fit_pca(inputs_of(train, preprocess), self.latent_dim))
 
     @torch.no_grad()
     def fit_linear_path(self, pca: PCA) -> None:
@@ -192,8 +193,8 @@ class Autoencoder(RunnerModel):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             k = self.baseline_components(test, preprocess)
-            pca = fit_pca(images(train, preprocess), k)
-            pairs = [(self.baseline_inputs(x).cpu(), x.cpu()) for x in images(test, preprocess)]
+            pca = fit_pca(inputs_of(train, preprocess), k)
+            pairs = [(self.baseline_inputs(x).cpu(), x.cpu()) for x in inputs_of(test, preprocess)]
         mean_only = PCA(pca.mean, pca.components[:, :0])
         return {
             "pca_mse": reconstruction_mse(pca, pairs),

@@ -69,7 +69,7 @@ def coverage_collapse(metrics: dict[str, float], classes: int | None) -> str | N
     )
 
 
-def images(loader, preprocess) -> Iterator[torch.Tensor]:
+def inputs_of(loader, preprocess) -> Iterator[torch.Tensor]:
     """A loader's inputs as the model sees them at evaluation, batch by batch."""
     for batch in loader:
         yield preprocess(batch, train=False)[0]

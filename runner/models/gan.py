@@ -102,7 +102,7 @@ class GAN(RunnerModel):
 
     # Adam as in SAGAN/BigGAN for the hinge loss with spectral norm: lr 2e-4, betas (0, 0.9).
     recipe = Recipe(
-        steps=4000, batch_size=64, optimizer=MappingProxyType({"lr": 2e-4, "betas": (0.0, 0.9)})
+        steps=2000, batch_size=64, optimizer=MappingProxyType({"lr": 2e-4, "betas": (0.0, 0.9)})
     )
     targets = (
         Target("fd", "fd_floor", "the Fréchet distance of real images to real ones", factor=10),

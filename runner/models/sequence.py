@@ -24,7 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from runner.data.sequence_augment import series_lengths
 from runner.errors import RunnerError
-from runner.models.base import RunnerModel, Target, images
+from runner.models.base import RunnerModel, Target, inputs_of
 from runner.models.blocks import Dropout, Init, Normalization, family_norm
 from runner.models.classifier import Classifier
 from runner.models.pca import PCA, fit_pca, reconstruction_mse
@@ -494,7 +494,7 @@ class SeqAutoencoder(RunnerModel):
                 self.fit_pca(train, preprocess)
 
     def _flat_series(self, loader, preprocess):
-        for x in images(loader, preprocess):
+        for x in inputs_of(loader, preprocess):
             yield self._flat(as_sequence(x)[0])
 
     @torch.no_grad()

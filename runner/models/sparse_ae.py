@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from runner.models.autoencoder import Autoencoder, autoencoder_arguments
-from runner.models.base import Target, images
+from runner.models.base import Target, inputs_of
 from runner.models.blocks import Activation, Dropout, Init, Normalization
 
 
@@ -66,7 +66,7 @@ class SparseAutoencoder(Autoencoder):
         """The mean number of code units active (above NEAR_ZERO) per test image, at least 1:
         a sparse code wider than the image is compared with PCA of its active size."""
         active, count = 0.0, 0
-        for x in images(test, preprocess):
+        for x in inputs_of(test, preprocess):
             active += float((self.encode(x).abs() >= self.NEAR_ZERO).sum())
             count += len(x)
         return max(1, round(active / max(count, 1)))
