@@ -129,6 +129,7 @@ def generative_test_metrics(
     """`test/fd`, `test/fd_floor`, `test/class_coverage`, `test/confidence`; {} if no classifier."""
     if not classifier_path:
         return {}
+    log.info("Scoring %d samples in the reference classifier's feature space.", n_samples)
     classifier = load_classifier(classifier_path, device)
     real = real_images(loader, preprocess)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
