@@ -19,6 +19,7 @@ from runner.data.sequence_augment import SequenceAugmentation
 from runner.distributed import DistContext
 from runner.errors import RunnerError
 from runner.models.base import RunnerModel
+from runner.runs import handed_in
 from runner.training.budget import resolve_budget, resolve_optimizer
 from runner.training.loop import Schedule
 
@@ -138,7 +139,7 @@ def build_augmentation(cfg: DictConfig) -> BatchAugmentation | SequenceAugmentat
 
 
 def build_model(cfg: DictConfig) -> RunnerModel:
-    model = _instantiate(cfg.model, "the model")
+    model = _instantiate(cfg.model, "the model", **handed_in(cfg.model._target_))
     if not isinstance(model, RunnerModel):
         raise RunnerError(
             f"model._target_={cfg.model._target_} is not a runner.models.RunnerModel."

@@ -10,11 +10,13 @@ code that reads it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -92,9 +94,14 @@ class EarlyStoppingConfig:
     min_delta: NonNegativeFloat = 0.0
 
 
+# The kind of data an augmentation key applies to (images unless marked); its default is "off".
+SERIES = MappingProxyType({"data": "series"})
+
+
 @dataclass
 class AugmentationConfig:
-    """Train-time, per sample, on the device (runner/data/augment.py, sequence_augment.py)."""
+    """Train-time, per sample, on the device (runner/data/augment.py, sequence_augment.py). The
+    one list of the keys: `augmentation_keys` reads which data each applies to from here."""
 
     __pydantic_config__ = CLOSED
     rotation: NonNegativeFloat = 0.0  # degrees, sampled in [-rotation, rotation]
@@ -103,11 +110,23 @@ class AugmentationConfig:
     hflip: bool = False  # only where mirrored images are still valid (not digits)
     brightness: Unit = 0.0
     contrast: Unit = 0.0
-    jitter: NonNegativeFloat = 0.0  # series: std of added noise (series are z-normalised)
-    scaling: NonNegativeFloat = 0.0  # series: std of a per-series, per-channel factor around 1
-    time_warp: Fraction = 0.0  # series: largest relative change of speed
-    # series: fraction of the length kept and stretched back; 1 = off
-    window_slice: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # std of added noise (series are z-normalised)
+    jitter: NonNegativeFloat = field(default=0.0, metadata=SERIES)
+    # std of a per-series, per-channel factor around 1
+    scaling: NonNegativeFloat = field(default=0.0, metadata=SERIES)
+    # largest relative change of speed
+    time_warp: Fraction = field(default=0.0, metadata=SERIES)
+    # fraction of the length kept and stretched back; 1 = off
+    window_slice: Annotated[float, Field(gt=0, le=1)] = field(default=1.0, metadata=SERIES)
+
+
+def augmentation_keys(data: Literal["images", "series"]) -> dict[str, Any]:
+    """The `regularization.augmentation` keys that apply to `data`, each with its default (off)."""
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(AugmentationConfig)
+        if f.metadata.get("data", "images") == data
+    }
 
 
 @dataclass

@@ -25,6 +25,7 @@ from runner.data.loader import BatchPreprocessor
 from runner.entry import prepare, start
 from runner.entry_config import EvalOptions
 from runner.errors import RunnerError
+from runner.models.capabilities import Classifier
 from runner.runs import Run
 from runner.training.device import resolve_precision, seed_everything, select_device
 from runner.training.loop import Trainer
@@ -60,7 +61,8 @@ def check_data_fits(run: Run, shape: list[int], num_classes: int | None) -> None
             f"{saved_shape} for an image folder)."
         )
     classes = run.config.dataset.num_classes
-    if num_classes is not None and num_classes != classes and hasattr(run.model, "num_classes"):
+    classifies = isinstance(run.model, Classifier)
+    if num_classes is not None and num_classes != classes and classifies:
         raise RunnerError(
             f"The classifier of {run.checkpoint} has {classes} classes; this dataset has "
             f"{num_classes}."

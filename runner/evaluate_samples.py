@@ -26,9 +26,10 @@ from runner.data.loader import BatchPreprocessor
 from runner.entry import prepare, start
 from runner.entry_config import EvaluateSamplesOptions
 from runner.errors import RunnerError
-from runner.metrics.sample_quality import generative_test_metrics
+from runner.models.capabilities import Sampler
 from runner.runs import Run, checkpoint_file, load_run
 from runner.training.device import select_device
+from runner.training.scoring import SampleScorer
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate_samples")
@@ -54,7 +55,7 @@ def usable(run: Run, cfg: DictConfig, options: EvaluateSamplesOptions) -> None:
             "runner.evaluate_samples needs classifier=<the folder of a cnn run on the same data>."
         )
     checkpoint_file(options.classifier)
-    if not hasattr(run.model, "sample"):
+    if not isinstance(run.model, Sampler):
         raise RunnerError(
             f"{run.checkpoint} holds a {cfg.model._target_}, which cannot sample: pass a vae or "
             "gan run."
@@ -68,9 +69,8 @@ def sample_scores(run: Run, cfg: DictConfig, classifier: str | Path, samples: in
     cfg.trainer.loader = "auto"
     data = build_data(cfg)
     _, _, test_loader = build_loaders(cfg, data, device, cfg.trainer.seed)
-    return generative_test_metrics(
-        model.sample, test_loader, BatchPreprocessor(), classifier, samples, device
-    )
+    scorer = SampleScorer(device)
+    return scorer.scores(str(classifier), model.sample, samples, test_loader, BatchPreprocessor())
 
 
 def evaluate_samples(

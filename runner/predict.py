@@ -25,7 +25,7 @@ from runner.data.loader import BatchPreprocessor
 from runner.entry import prepare, start
 from runner.entry_config import PredictOptions
 from runner.errors import RunnerError
-from runner.models.classifier import Classifier
+from runner.models.capabilities import Classifier
 from runner.runs import Run
 from runner.training.device import select_device
 

@@ -6,12 +6,13 @@ every checkpoint carries the run's resolved config, so the model is rebuilt from
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import RunnerError
@@ -61,7 +62,7 @@ def load_run(path: str | Path, which: Which = "best") -> Run:
         raise RunnerError(f"{file} holds no model config; it was not written by runner.train.")
     config = OmegaConf.create(config)
     try:
-        model = instantiate(config.model)
+        model = instantiate(config.model, **handed_in(config.model._target_))
     except Exception as exc:
         raise RunnerError(
             f"The model of {file} ({config.model._target_}) cannot be rebuilt: {exc}"
@@ -70,3 +71,13 @@ def load_run(path: str | Path, which: Which = "best") -> Run:
     model.class_names = state.get("class_names")
     log.info("Loaded %s (%s, epoch %s).", file, config.model._target_, state.get("epoch"))
     return Run(model.eval(), config, file, state)
+
+
+def handed_in(target: str) -> dict[str, Any]:
+    """What the application hands a family's constructor beside its config: `load_run` (this
+    module's), when the constructor takes it (transfer's model.pretrained=<run folder>)."""
+    try:
+        params = inspect.signature(get_object(target)).parameters
+    except Exception:  # an unknown target: instantiate says so in its own words
+        return {}
+    return {"load_run": load_run} if "load_run" in params else {}

@@ -28,6 +28,7 @@ from runner.data.loader import BatchPreprocessor, make_loader
 from runner.entry import prepare, start
 from runner.entry_config import SampleOptions
 from runner.errors import RunnerError
+from runner.models.capabilities import Decoder, Encoder
 from runner.runs import Run
 from runner.training.device import select_device
 
@@ -54,7 +55,8 @@ def draw_pictures(run: Run, cfg: DictConfig, out: Path, options: SampleOptions) 
     n, steps = options.n, options.steps
     generator = torch.Generator(device="cpu").manual_seed(options.seed)
     test_images = None
-    if model.prior == "codes" or (options.input is None and hasattr(model, "encode_images")):
+    encodes = isinstance(model, Encoder)
+    if model.prior == "codes" or (options.input is None and encodes):
         test_images = first_test_images(cfg, device, max(n, 1000))
     draw = code_sampler(model, test_images, device)
     written = 0
@@ -67,14 +69,14 @@ def draw_pictures(run: Run, cfg: DictConfig, out: Path, options: SampleOptions) 
         path = (1 - alphas) * start_codes[:, None] + alphas * end_codes[:, None]
         walk = decode(model, path.flatten(0, 1), device)
         written += save(walk, out / "interpolation.png", nrow=steps)
-        if hasattr(model, "encode_images"):
+        if encodes:
             written += reconstruct(model, cfg, test_images, out, n, options.input, device)
     return written
 
 
 def usable(run: Run, cfg: DictConfig, options: SampleOptions) -> None:
     """Only families that decode codes into images can sample; `input=` must hold images."""
-    if not hasattr(run.model, "decode_images"):
+    if not isinstance(run.model, Decoder):
         raise RunnerError(
             f"{run.checkpoint} holds a {run.config.model._target_}, which cannot draw images: "
             "runner.sample takes vae, gan and autoencoder runs (runner.predict classifies with "

@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -30,8 +31,10 @@ from runner.build import (
 )
 from runner.config import CONF_DIR, LoggerConfig, TrainerConfig, register_configs, settings_of
 from runner.console import handle_user_errors, reported
+from runner.data.datasets import ImageData
 from runner.data.loader import BatchPreprocessor
 from runner.metrics.reference import resolve_auto
+from runner.models.base import RunnerModel
 from runner.search.cv import run_folds
 from runner.search.resources import share_resources
 from runner.search.trial import log_stopped_trial, pruning_callbacks
@@ -68,11 +71,55 @@ def run(cfg: DictConfig) -> dict[str, float]:
     resolve_auto(cfg, dataset_choice())  # model.fd_classifier=auto: trained once, then reused
     reference_s = time.perf_counter() - started
     out = Path(cfg.paths.output_dir)
+    runtime = set_up_runtime(cfg, out)
+    data, loaders, model = build(cfg, runtime)
+    optimizers = build_optimizers(cfg, model)  # fills the optimizer's auto keys into cfg
+    schedules = build_schedules(cfg, optimizers, len(loaders[0]))
+    resume = checkpoint_to_resume(cfg, out)
+    logger = open_logger(cfg, out, runtime, resume)
+    trainer = make_trainer(cfg, out, runtime, logger)
+    started = time.perf_counter()
+    gc.enable()  # start-up is over (see main); training's own garbage is collected as usual
+    try:
+        fit = trainer.fit(model, loaders[0], loaders[1], optimizers, schedules, resume)
+        test_metrics, test_s = evaluate_best(cfg, out, runtime, trainer, model, data, loaders[2])
+        seconds = {"wall": time.perf_counter() - started, "evaluation": test_s + reference_s}
+        summary = summarise(cfg, runtime, trainer, model, fit, test_metrics, seconds)
+        metrics = summary["metrics"]
+        if runtime.main:
+            (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if logger is not None:
+            log_final(cfg, logger, fit, metrics, test_metrics)
+    finally:
+        if logger is not None:
+            logger.close()
+        model.parallel = {}  # the DDP wrappers hold the process group: let them go before it
+    if runtime.main:
+        report(out, metrics, summary["warnings"])
+    return metrics
+
+
+@dataclass
+class Runtime:
+    """Where and how this process trains: its settings, device, precision and process group."""
+
+    settings: TrainerConfig
+    ddp: distributed.DistContext | None
+    device: torch.device
+    precision: str
+
+    @property
+    def main(self) -> bool:
+        """Only rank 0 writes logs, checkpoints and metrics."""
+        return self.ddp is None or self.ddp.is_main
+
+
+def set_up_runtime(cfg: DictConfig, out: Path) -> Runtime:
+    """Join the process group (if any), seed, and pick the device and precision."""
     t = settings_of(cfg.trainer, TrainerConfig)  # the trainer group, typed, in one piece
     ddp = distributed.init_distributed(t.strategy, t.device, t.ddp_timeout_min)
     share_resources(cfg)
-    main = ddp is None or ddp.is_main  # only rank 0 writes logs, checkpoints and metrics
-    if main:
+    if ddp is None or ddp.is_main:
         print_config_tree(cfg)
     if ddp:
         distributed.check_same_run_folder(out)
@@ -84,106 +131,114 @@ def run(cfg: DictConfig) -> dict[str, float]:
     log.info("Device %s, precision %s.", device, precision)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts
+    return Runtime(t, ddp, device, precision)
 
+
+def build(cfg: DictConfig, runtime: Runtime) -> tuple[ImageData, tuple, RunnerModel]:
+    """The data (sizing the auto batch size and epochs), its loaders and the model: on the
+    device, compiled and wrapped for DDP as the trainer group says, then each rank seeded on."""
+    ddp = runtime.ddp
     data = build_data(cfg, ddp.world_size if ddp else 1)
-    t = settings_of(cfg.trainer, TrainerConfig)  # with the batch size and epochs just resolved
-    train_loader, val_loader, test_loader = build_loaders(cfg, data, device, t.seed, ddp)
-    model = build_model(cfg).to(device)
+    t = runtime.settings = settings_of(cfg.trainer, TrainerConfig)  # with the sizes just resolved
+    loaders = build_loaders(cfg, data, runtime.device, t.seed, ddp)
+    model = build_model(cfg).to(runtime.device)
     model.class_names = data.class_names
     if ddp and t.sync_batchnorm:
-        model = distributed.convert_sync_batchnorm(model, device)
+        model = distributed.convert_sync_batchnorm(model, runtime.device)
     if t.compile:
         for child in model.children():
             child.compile()
     if ddp:
-        model.distribute(distributed.wrapper(ddp, device))
+        model.distribute(distributed.wrapper(ddp, runtime.device))
         # Own random streams per rank: dropout, noise, augmentation and fakes differ by rank.
         seed_everything(t.seed + ddp.rank, t.deterministic)
-    optimizers = build_optimizers(cfg, model)
-    schedules = build_schedules(cfg, optimizers, len(train_loader))
-    resume = checkpoint_to_resume(cfg, out)
+    return data, loaders, model
 
+
+def open_logger(
+    cfg: DictConfig, out: Path, runtime: Runtime, resume: dict | None
+) -> TensorBoardLogger | None:
+    """TensorBoard's writer on rank 0, continuing a resumed run's events after its epoch."""
+    if not (cfg.logger.tensorboard and runtime.main):
+        return None
+    purge_step = resume["epoch"] if resume else None
+    return TensorBoardLogger(out, settings_of(cfg.logger, LoggerConfig), purge_step=purge_step)
+
+
+def make_trainer(
+    cfg: DictConfig, out: Path, runtime: Runtime, logger: TensorBoardLogger | None
+) -> Trainer:
     es = cfg.regularization.early_stopping
-    logger = (
-        TensorBoardLogger(
-            out,
-            settings_of(cfg.logger, LoggerConfig),
-            purge_step=resume["epoch"] if resume else None,
-        )
-        if cfg.logger.tensorboard and main
-        else None
-    )
-    trainer = Trainer(
-        t,
-        step=OptimizerStep(device, precision, cfg.regularization.grad_clip),
+    return Trainer(
+        runtime.settings,
+        step=OptimizerStep(runtime.device, runtime.precision, cfg.regularization.grad_clip),
         preprocess=BatchPreprocessor(build_augmentation(cfg)),
         monitor=cfg.optimized_metric,
         mode=cfg.optimized_mode,
         early_stopping=EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta)
         if es.patience is not None
         else None,
-        checkpoint_dir=out / "checkpoints" if main else None,
+        checkpoint_dir=out / "checkpoints" if runtime.main else None,
         logger=logger,
         config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         callbacks=pruning_callbacks(cfg),
     )
-    started = time.perf_counter()
-    gc.enable()  # start-up is over (see main); training's own garbage is collected as usual
-    try:
-        fit = trainer.fit(model, train_loader, val_loader, optimizers, schedules, resume)
-        distributed.barrier()  # rank 0 has written best.pt before any rank loads it
-        best = out / "checkpoints" / "best.pt"
-        if best.exists():
-            model.load_state_dict(load_checkpoint(best)["model"])
-        tested = time.perf_counter()
-        train_in_order = build_eval_loader(cfg, data.train, device) if main else None
-        test_metrics = trainer.test(model, test_loader, train_in_order)
-        test_s = time.perf_counter() - tested
-        digests = distributed.state_digests(model) if ddp else []
-        if len(set(digests)) > 1:
-            log.warning("The ranks' weights differ after training: %s.", ", ".join(digests))
-        metrics = {
-            **fit.best_metrics,
-            f"{cfg.optimized_metric}_best": trainer.best.best,
-            **test_metrics,
+
+
+def evaluate_best(cfg, out, runtime, trainer, model, data, test_loader) -> tuple[dict, float]:
+    """The best checkpoint's test metrics (and the baselines, on rank 0), and their seconds."""
+    distributed.barrier()  # rank 0 has written best.pt before any rank loads it
+    best = out / "checkpoints" / "best.pt"
+    if best.exists():
+        model.load_state_dict(load_checkpoint(best)["model"])
+    tested = time.perf_counter()
+    train_in_order = build_eval_loader(cfg, data.train, runtime.device) if runtime.main else None
+    metrics = trainer.test(model, test_loader, train_in_order)
+    return metrics, time.perf_counter() - tested
+
+
+def summarise(cfg, runtime, trainer, model, fit, test_metrics: dict, seconds: dict) -> dict:
+    """What metrics.json holds: the final metrics (the best epoch's val, the test pass's), how the
+    run went, and what it failed to learn. Every rank takes part (the weights' digests)."""
+    digests = distributed.state_digests(model) if runtime.ddp else []
+    if len(set(digests)) > 1:
+        log.warning("The ranks' weights differ after training: %s.", ", ".join(digests))
+    metrics = {
+        **fit.best_metrics,
+        f"{cfg.optimized_metric}_best": trainer.best.best,
+        **test_metrics,
+    }
+    return {
+        "metrics": metrics,
+        "optimized_metric": cfg.optimized_metric,
+        "best_epoch": fit.best_epoch + 1,
+        "epochs_trained": fit.epochs_trained,
+        "stopped_early": fit.stopped_early,
+        "wall_time_s": round(seconds["wall"], 3),
+        "train_time_s": round(fit.train_time_s, 3),
+        # the test pass with its extras and baselines, and a reference classifier trained
+        "evaluation_time_s": round(seconds["evaluation"], 3),
+        "train_steps": trainer.global_step,
+        "processes": runtime.ddp.world_size if runtime.ddp else 1,
+        **({"state_sha256_by_rank": digests} if runtime.ddp else {}),
+        "device": str(runtime.device),
+        "precision": runtime.precision,
+        "warnings": model.diagnose(metrics),
+    }
+
+
+def log_final(cfg, logger: TensorBoardLogger, fit, metrics: dict, test_metrics: dict) -> None:
+    """The test metrics as scalars, the charts' layout, and the run's HParams row."""
+    logger.scalars(test_metrics, fit.epochs_trained)
+    logger.layout([*fit.history[-1], *test_metrics] if fit.history else test_metrics)
+    if cfg.logger.log_hparams:
+        # One column per final metric; per-class values stay in scalars and metrics.json.
+        final = {
+            k: v
+            for k, v in metrics.items()
+            if (k.startswith("test/") or k.endswith("_best")) and k.count("/") == 1
         }
-        summary = {
-            "metrics": metrics,
-            "optimized_metric": cfg.optimized_metric,
-            "best_epoch": fit.best_epoch + 1,
-            "epochs_trained": fit.epochs_trained,
-            "stopped_early": fit.stopped_early,
-            "wall_time_s": round(time.perf_counter() - started, 3),
-            "train_time_s": round(fit.train_time_s, 3),
-            # the test pass with its extras and baselines, and a reference classifier trained
-            "evaluation_time_s": round(test_s + reference_s, 3),
-            "train_steps": trainer.global_step,
-            "processes": ddp.world_size if ddp else 1,
-            **({"state_sha256_by_rank": digests} if ddp else {}),
-            "device": str(device),
-            "precision": precision,
-            "warnings": model.diagnose(metrics),
-        }
-        if main:
-            (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if logger is not None:
-            logger.scalars(test_metrics, fit.epochs_trained)
-            logger.layout([*fit.history[-1], *test_metrics] if fit.history else test_metrics)
-            if cfg.logger.log_hparams:
-                # One column per final metric; per-class values stay in scalars and metrics.json.
-                final = {
-                    k: v
-                    for k, v in metrics.items()
-                    if (k.startswith("test/") or k.endswith("_best")) and k.count("/") == 1
-                }
-                logger.hparams(hparams_of(cfg), final, fit.epochs_trained)
-    finally:
-        if logger is not None:
-            logger.close()
-        model.parallel = {}  # the DDP wrappers hold the process group: let them go before it
-    if main:
-        report(out, metrics, summary["warnings"])
-    return metrics
+        logger.hparams(hparams_of(cfg), final, fit.epochs_trained)
 
 
 def dataset_choice() -> str | None:

@@ -19,6 +19,7 @@ from runner.errors import RunnerError
 from runner.evaluate_samples import evaluate_samples
 from runner.metrics import frechet_distance, sample_quality
 from runner.metrics.sample_quality import load_classifier
+from runner.models.capabilities import Classifier
 from runner.runs import load_run
 from runner.train import run
 from runner.training.checkpoint import load_checkpoint
@@ -54,14 +55,22 @@ class BarReader(nn.Module):
     """A 'classifier' for tests/conftest.py's class images: class c is a bright bar at a known
     row, so the brightness of those ten rows is both the feature vector and the logits."""
 
+    num_classes = 10
+
     def __init__(self) -> None:
         super().__init__()
         self.rows = [2 + (c * 22) // 10 + 1 for c in range(10)]
-        self.head = nn.Identity()
         self.scale = nn.Parameter(torch.tensor(20.0), requires_grad=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, 0, self.rows, 8:20].mean(-1) * self.scale
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def test_the_bar_reader_is_what_sample_scoring_takes():
+    assert isinstance(BarReader(), Classifier)
 
 
 def images_of(labels, seed: int) -> torch.Tensor:

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from runner.errors import RunnerError
-from runner.models import TransferClassifier
+from runner.models import TransferClassifier as TransferModel
 from runner.models.transfer import AUTO_CUTS
+from runner.runs import load_run
 from runner.train import run
 from runner.training.checkpoint import load_checkpoint
 from runner.training.step import OptimizerStep
@@ -15,9 +16,11 @@ from tests.fakes import make_config, write_mnist_like
 
 BACKBONES = ["resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0"]
 CPU_STEP = OptimizerStep(torch.device("cpu"))
+# Built as runner.build.build_model builds it: with the function that reads run folders.
+TransferClassifier = functools.partial(TransferModel, load_run=load_run)
 
 
-def mobilenet(in_shape: tuple[int, ...], classes: int, **settings) -> TransferClassifier:
+def mobilenet(in_shape: tuple[int, ...], classes: int, **settings) -> TransferModel:
     """A randomly initialised mobilenet_v3_small backbone at 32x32: small and quick."""
     return TransferClassifier(
         in_shape,
@@ -257,8 +260,6 @@ def test_a_local_weights_file_is_loaded_into_the_backbone(tmp_path):
 
 
 def test_each_cut_of_a_cnn_run_gives_those_activations(cnn_run):
-    from runner.runs import load_run
-
     source = load_run(cnn_run).model
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
@@ -498,8 +499,6 @@ def test_a_resumed_transfer_run_ends_as_an_uninterrupted_one(config, tmp_path, c
 
 
 def test_a_transfer_run_saved_before_model_cut_existed_still_loads(config, tmp_path, cnn_run):
-    from runner.runs import load_run
-
     target = write_mnist_like(tmp_path / "target", "FashionMNIST", n_train=100, n_test=50)
     run(
         config(
@@ -519,3 +518,8 @@ def test_a_transfer_run_saved_before_model_cut_existed_still_loads(config, tmp_p
     torch.save(state, tmp_path / "old.pt")
     old = load_run(tmp_path / "old.pt").model
     assert old.head[-1].in_features == 32  # the cnn's hidden layer, as it was trained
+
+
+def test_a_run_backbone_needs_the_run_loader_handed_in(cnn_run):
+    with pytest.raises(RunnerError, match="load_run"):
+        TransferModel((1, 28, 28), 4, pretrained=str(cnn_run))

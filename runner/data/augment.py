@@ -72,26 +72,20 @@ class BatchAugmentation:
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-SEQUENCE_KEYS = ("jitter", "scaling", "time_warp", "window_slice")
-_SEQUENCE_OFF = {"jitter": 0.0, "scaling": 0.0, "time_warp": 0.0, "window_slice": 1.0}
-
-
 def make_augmentation(settings: dict, series: bool) -> BatchAugmentation | SequenceAugmentation:
-    """`regularization.augmentation` split by data kind: image keys build a BatchAugmentation,
-    series keys (jitter, scaling, time_warp, window_slice) a SequenceAugmentation. Keys of the
-    other kind must stay off, so a setting is never silently ignored."""
+    """`regularization.augmentation` split by data kind (runner.config.augmentation_keys): image
+    keys build a BatchAugmentation, series keys a SequenceAugmentation. Keys of the other kind must
+    stay off (at their defaults), so a setting is never silently ignored."""
+    from runner.config import augmentation_keys
     from runner.data.sequence_augment import SequenceAugmentation
 
-    sequence = {k: settings.pop(k) for k in SEQUENCE_KEYS if k in settings}
-    image_on = [k for k, v in settings.items() if v]
-    sequence_on = [k for k, v in sequence.items() if v != _SEQUENCE_OFF[k]]
-    wrong = image_on if series else sequence_on
+    kinds = {"images": augmentation_keys("images"), "series": augmentation_keys("series")}
+    own, other = ("series", "images") if series else ("images", "series")
+    wrong = [k for k, off in kinds[other].items() if k in settings and settings[k] != off]
     if wrong:
-        kind, other = ("series", "images") if series else ("images", "series")
         raise RunnerError(
             f"regularization.augmentation.{wrong[0]} applies to {other}, but this dataset holds "
-            f"{kind}. Set it back to its default or use "
-            + (", ".join(SEQUENCE_KEYS) if series else "rotation, translate, scale, hflip, ...")
-            + f" for {kind}."
+            f"{own}. Set it back to its default or use {', '.join(kinds[own])} for {own}."
         )
-    return SequenceAugmentation(**sequence) if series else BatchAugmentation(**settings)
+    chosen = {k: v for k, v in settings.items() if k in kinds[own]}
+    return SequenceAugmentation(**chosen) if series else BatchAugmentation(**chosen)

@@ -5,7 +5,6 @@ from runner.metrics.projector import log_latent_projector
 from runner.metrics.sample_quality import (
     FrechetReference,
     classifier_outputs,
-    generative_test_metrics,
     load_classifier,
     sample_quality,
 )
@@ -14,7 +13,6 @@ __all__ = [
     "FrechetReference",
     "classifier_outputs",
     "frechet_distance",
-    "generative_test_metrics",
     "load_classifier",
     "log_latent_projector",
     "sample_quality",

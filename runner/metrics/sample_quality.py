@@ -9,23 +9,20 @@ top probability on them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from runner.errors import RunnerError
 from runner.metrics.frechet import frechet_distance
-
-log = logging.getLogger(__name__)
+from runner.models.capabilities import Classifier
 
 # A class counts as covered when it gets at least this share of a uniform split of the samples.
 MIN_CLASS_SHARE = 0.2
 
 
-def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Classifier:
     """The classifier of a finished run: its folder (checkpoints/best.pt is used) or a file."""
     from runner.runs import load_run
 
@@ -35,7 +32,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.
             "classifier once); here pass the folder of a cnn run on the same dataset."
         )
     run = load_run(path, "best")
-    if not hasattr(run.model, "features") or not hasattr(run.model, "head"):
+    if not isinstance(run.model, Classifier):
         raise RunnerError(
             f"{path} holds a {run.config.model._target_}, not a classifier with features(x): "
             "train one with `python -m runner.train model=cnn dataset=<the same dataset>` and "
@@ -46,7 +43,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> nn.
 
 @torch.no_grad()
 def classifier_outputs(
-    classifier: nn.Module, images: torch.Tensor, batch_size: int = 500
+    classifier: Classifier, images: torch.Tensor, batch_size: int = 500
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features [N, D] and class probabilities [N, K] for images in [0, 1]."""
     device = next(classifier.parameters()).device
@@ -55,13 +52,13 @@ def classifier_outputs(
         x = images[start : start + batch_size].to(device).float()
         f = classifier.features(x).float()
         features.append(f.cpu())
-        probs.append(classifier.head(f).float().softmax(dim=1).cpu())
+        probs.append(classifier.classify(f).float().softmax(dim=1).cpu())
     return torch.cat(features), torch.cat(probs)
 
 
 @torch.no_grad()
 def sample_quality(
-    classifier: nn.Module, samples: torch.Tensor, real: torch.Tensor, batch_size: int = 500
+    classifier: Classifier, samples: torch.Tensor, real: torch.Tensor, batch_size: int = 500
 ) -> dict[str, float]:
     """fd, fd_floor, class_coverage and confidence of `samples` against `real` (both in [0, 1])."""
     if samples.shape[1:] != real.shape[1:]:
@@ -107,7 +104,7 @@ class FrechetReference:
     """A real image set's classifier features, computed once; `fd(samples)` scores sample sets
     against them (the GAN's per-epoch `val/fd`)."""
 
-    def __init__(self, classifier: nn.Module, real: torch.Tensor) -> None:
+    def __init__(self, classifier: Classifier, real: torch.Tensor) -> None:
         self.classifier = classifier
         self.real_features, _ = classifier_outputs(classifier, real)
 
@@ -115,32 +112,3 @@ class FrechetReference:
     def fd(self, samples: torch.Tensor) -> float:
         features, _ = classifier_outputs(self.classifier, samples)
         return frechet_distance(self.real_features, features)
-
-
-@torch.no_grad()
-def generative_test_metrics(
-    sample: Callable[[int], torch.Tensor],
-    loader,
-    preprocess,
-    classifier_path: str | Path | None,
-    n_samples: int,
-    device: torch.device,
-) -> dict[str, float]:
-    """`test/fd`, `test/fd_floor`, `test/class_coverage`, `test/confidence`; {} if no classifier."""
-    if not classifier_path:
-        return {}
-    log.info("Scoring %d samples in the reference classifier's feature space.", n_samples)
-    classifier = load_classifier(classifier_path, device)
-    real = real_images(loader, preprocess)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(0)  # the same sample set for every evaluation of one checkpoint
-        samples = draw_samples(sample, n_samples)
-    scores = sample_quality(classifier, samples, real)
-    log.info(
-        "Sample quality (%d samples vs %d test images, classifier %s): %s",
-        n_samples,
-        len(real),
-        classifier_path,
-        "  ".join(f"{k}={v:.4g}" for k, v in scores.items()),
-    )
-    return {f"test/{k}": v for k, v in scores.items()}

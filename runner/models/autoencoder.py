@@ -4,6 +4,7 @@ denoising variants subclass it."""
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -18,14 +19,10 @@ from runner.models.blocks import (
     Dropout,
     Init,
     Normalization,
-    conv_decoder,
-    conv_encoder,
-    conv_sizes,
     family_norm,
+    image_coders,
     image_pairs,
     init_weights,
-    make_activation,
-    mlp,
 )
 from runner.models.pca import PCA, fit_pca, reconstruction_mse
 
@@ -71,39 +68,28 @@ class Autoencoder(RunnerModel):
         self.arch = arch
         self.linear = "pca" if linear == "auto" else linear
         normalization = family_norm(normalization, "none")
-        c, h, w = self.in_shape
-        if arch == "mlp":
-            dims = [c * h * w, *hidden_dims, latent_dim]
-            self.encoder = nn.Sequential(
-                nn.Flatten(), mlp(dims, activation, dropout, normalization)
-            )
-            self.decoder = nn.Sequential(
-                mlp(dims[::-1], activation, dropout, normalization), nn.Unflatten(1, self.in_shape)
-            )
-        else:
-            sizes = conv_sizes(h, w, len(channels))
-            fh, fw = sizes[-1]
-            flat = channels[-1] * fh * fw
-            self.encoder = nn.Sequential(
-                conv_encoder(c, channels, activation, dropout, normalization),
-                nn.Flatten(),
-                nn.Linear(flat, latent_dim),
-            )
-            self.decoder = nn.Sequential(
-                nn.Linear(latent_dim, flat),
-                make_activation(activation),
-                nn.Unflatten(1, (channels[-1], fh, fw)),
-                conv_decoder(c, list(channels)[::-1], sizes[::-1], activation, normalization),
-            )
+        # arch=conv: the convolutions straight to the code (`hidden_dims` are the MLP's).
+        self.encoder, self.decoder, _ = image_coders(
+            self.in_shape,
+            latent_dim,
+            arch,
+            channels,
+            hidden_dims if arch == "mlp" else (),
+            activation,
+            dropout,
+            normalization,
+            code=True,
+        )
         self.code_activation = {"none": nn.Identity(), "relu": nn.ReLU(), "sigmoid": nn.Sigmoid()}[
             code_activation
         ]
         init_weights(self, init, activation)
         if self.linear == "pca":
-            values = c * h * w
+            values = math.prod(self.in_shape)
             self.linear_encoder = nn.Linear(values, latent_dim).requires_grad_(False)
             self.linear_decoder = nn.Linear(latent_dim, values).requires_grad_(False)
             self._register_load_state_dict_pre_hook(self._without_linear_path)
+        self._register_load_state_dict_pre_hook(_dense_layers_as_sequences)
 
     def _without_linear_path(self, state_dict, prefix, *args) -> None:
         """A run saved before the linear path existed loads as the networks alone."""
@@ -205,17 +191,20 @@ class Autoencoder(RunnerModel):
     targets = (Target("recon_mse", "pca_mse", "PCA with as many components as the code"),)
 
     @torch.no_grad()
-    def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
-        """Test-set codes with labels and thumbnails go to TensorBoard's embedding projector."""
-        from runner.metrics import log_latent_projector
-
-        log_latent_projector(self.encode, loader, preprocess, logger, self.class_names)
-        return {}
-
-    @torch.no_grad()
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs with their reconstructions beside them."""
         return {"reconstructions": image_pairs(x, self(x))}
+
+
+def _dense_layers_as_sequences(state_dict, prefix, *args) -> None:
+    """arch=conv runs saved before the autoencoders shared `image_coders` with the VAE held the
+    code's linear layers bare (`encoder.2.weight`); they now sit in an MLP
+    (`encoder.2.0.weight`)."""
+    for old, new in (("encoder.2.", "encoder.2.0."), ("decoder.0.", "decoder.0.0.")):
+        for name in ("weight", "bias"):
+            key = f"{prefix}{old}{name}"
+            if key in state_dict:
+                state_dict[f"{prefix}{new}{name}"] = state_dict.pop(key)
 
 
 def autoencoder_arguments(values: dict, **changed) -> dict:

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from runner.models.capabilities import SampleScorer
 from runner.training.step import OptimizerStep
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -111,6 +112,9 @@ class RunnerModel(nn.Module):
     # Wraps a long evaluation loop in a progress bar: `progress(items, desc=..., total=...)`;
     # the loop sets it as trainer.progress_bar says.
     progress: Callable[..., Iterable] = staticmethod(lambda items, **_: items)
+    # Scores samples in a classifier run's feature space (a family names the run, e.g. its
+    # model.fd_classifier); the loop hands one in (runner.training.scoring), as it sets `progress`.
+    scorer: SampleScorer | None = None
     # Classes the data must have (a classifier needs two; an autoencoder learns from one).
     min_classes: ClassVar[int] = 1
     # The training it needs: steps, batch size, learning rate (see Recipe).

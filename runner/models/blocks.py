@@ -1,4 +1,5 @@
-"""Building blocks sized from the data shape: MLPs, conv encoders/decoders, weight init."""
+"""Building blocks sized from the data shape: MLPs, conv encoders/decoders, the image coders of
+the autoencoders and the VAE, weight init."""
 
 from __future__ import annotations
 
@@ -120,6 +121,55 @@ def conv_decoder(
         if i < len(widths) - 2:
             layers += norm_2d(normalization, c_out) + [make_activation(act)]
     return nn.Sequential(*layers)
+
+
+def image_coders(
+    in_shape: Sequence[int],
+    latent_dim: int,
+    arch: Literal["mlp", "conv"],
+    channels: Sequence[int],
+    hidden_dims: Sequence[int],
+    activation: Activation,
+    dropout: float,
+    normalization: Normalization,
+    *,
+    code: bool,
+) -> tuple[nn.Sequential, nn.Sequential, int]:
+    """An image encoder and the decoder that mirrors it: the autoencoders' and the VAE's.
+
+    `arch="mlp"` flattens the image into dense `hidden_dims`; `arch="conv"` runs stride-2
+    convolutions (`channels`, sized from the image), flattens their maps, then the dense
+    `hidden_dims`. With `code` the encoder ends in a linear layer to `latent_dim` (an
+    autoencoder's code); without, in an activation, for the family's own head (the VAE's
+    posterior). The decoder goes from a `latent_dim` code back through the same widths to image
+    logits. Returns (encoder, decoder, the width of the encoder's output).
+    """
+    c, h, w = (int(s) for s in in_shape)
+    if arch == "mlp":
+        trunk: list[nn.Module] = [nn.Flatten()]
+        width = c * h * w
+    else:
+        sizes = conv_sizes(h, w, len(channels))
+        fh, fw = sizes[-1]
+        trunk = [conv_encoder(c, channels, activation, dropout, normalization), nn.Flatten()]
+        width = channels[-1] * fh * fw
+    dense = [width, *hidden_dims, *([latent_dim] if code else [])]
+    head: list[nn.Module] = []
+    if len(dense) > 1 or arch == "mlp":
+        head = [mlp(dense, activation, dropout, normalization)]
+        head += [] if code else [make_activation(activation)]
+    encoder = nn.Sequential(*trunk, *head)
+    back = mlp([latent_dim, *hidden_dims[::-1], width], activation, dropout, normalization)
+    if arch == "mlp":
+        decoder = nn.Sequential(back, nn.Unflatten(1, (c, h, w)))
+    else:
+        decoder = nn.Sequential(
+            back,
+            make_activation(activation),
+            nn.Unflatten(1, (channels[-1], fh, fw)),
+            conv_decoder(c, list(channels)[::-1], sizes[::-1], activation, normalization),
+        )
+    return encoder, decoder, dense[-1]
 
 
 def init_weights(module: nn.Module, scheme: Init, act: Activation = "relu") -> None:

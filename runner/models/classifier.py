@@ -43,6 +43,10 @@ class Classifier(RunnerModel):
         acc = (logits.argmax(dim=1) == y).float().mean()
         return {"loss": loss, "acc": acc}
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """`features(x)` -> logits: the head (runner.models.capabilities.Classifier)."""
+        return self.head(features)
+
     @torch.no_grad()
     def baselines(self, train, test, preprocess) -> dict[str, float]:
         """The accuracy of always answering the training split's most common class."""

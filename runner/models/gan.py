@@ -144,7 +144,6 @@ class GAN(RunnerModel):
         self.fd_samples = fd_samples
         self.val_fd_samples = val_fd_samples
         self.learning_rates = {"g": generator_lr, "d": discriminator_lr}
-        self._fd_reference = None  # the validation images' features, computed on first use
         c, h, w = self.in_shape
         g_channels = list(generator_channels or channels)
         sizes = conv_sizes(h, w, len(g_channels))
@@ -333,23 +332,15 @@ class GAN(RunnerModel):
 
     @torch.no_grad()
     def on_validation_end(self, loader, preprocess) -> dict[str, float]:
-        """`val/fd` when a classifier is given, on the same noise every epoch. It is also the
-        GAN's `val/loss` (what picks the best checkpoint by default): the generator's loss says
-        how well it fools this discriminator, not how good its samples are."""
-        if not self.fd_classifier or not self.val_fd_samples:
+        """`val/fd` when a classifier is given, on the same noise every epoch (scored by the
+        loop's `scorer`). It is also the GAN's `val/loss` (what picks the best checkpoint by
+        default): the generator's loss says how well it fools this discriminator, not how good
+        its samples are."""
+        if not self.fd_classifier or not self.val_fd_samples or self.scorer is None:
             return {}
-        from runner.metrics import FrechetReference, load_classifier
-        from runner.metrics.sample_quality import draw_samples, real_images
-
-        device = self.fixed_noise.device
-        if self._fd_reference is None:
-            self._fd_reference = FrechetReference(
-                load_classifier(self.fd_classifier, device), real_images(loader, preprocess)
-            )
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(0)
-            samples = draw_samples(self.sample, self.val_fd_samples)
-        fd = self._fd_reference.fd(samples)
+        fd = self.scorer.fd(
+            self.fd_classifier, self.sample, self.val_fd_samples, loader, preprocess
+        )
         return {"val/fd": fd, "val/loss": fd}
 
     def diagnose(self, metrics: dict[str, float]) -> list[str]:
@@ -359,11 +350,10 @@ class GAN(RunnerModel):
     @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
         """Sample quality against the test set when `fd_classifier` names a `cnn` run."""
-        from runner.metrics import generative_test_metrics
-
-        device = self.fixed_noise.device
-        return generative_test_metrics(
-            self.sample, loader, preprocess, self.fd_classifier, self.fd_samples, device
+        if not self.fd_classifier or self.scorer is None:
+            return {}
+        return self.scorer.scores(
+            self.fd_classifier, self.sample, self.fd_samples, loader, preprocess
         )
 
     @torch.no_grad()

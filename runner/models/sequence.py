@@ -487,6 +487,10 @@ class SeqAutoencoder(RunnerModel):
         encoding = self.code_dropout(self.code_norm(self.encoder(seq, lengths)))
         return self.to_code(encoding) + self.linear_encoder(self._flat(seq))
 
+    def encode_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Series -> codes (an Encoder: what the embedding projector shows)."""
+        return self.encode(x)
+
     def on_fit_start(self, train, val, preprocess, steps_per_epoch: int) -> None:
         if self.linear == "pca":
             # Reading the data must not shift the training's random stream.
@@ -570,11 +574,3 @@ class SeqAutoencoder(RunnerModel):
                 [torch.where(keep, target, nan), torch.where(keep, recon, nan)], captions
             )
         }
-
-    @torch.no_grad()
-    def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
-        """Test-set codes with labels go to TensorBoard's embedding projector."""
-        from runner.metrics import log_latent_projector
-
-        log_latent_projector(self.encode, loader, preprocess, logger, self.class_names)
-        return {}

@@ -20,7 +20,9 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
 from runner.errors import RunnerError
+from runner.models import capabilities
 from runner.models.blocks import Dropout
+from runner.models.capabilities import LoadRun
 from runner.models.classifier import Classifier
 from runner.models.linear_probe import Solver, fit_probe
 
@@ -48,6 +50,9 @@ class TransferClassifier(Classifier):
     solved as a linear probe on the frozen features. A frozen backbone (feature extraction, linear
     probe, or fine-tuning before `unfreeze_after` epochs) gets no gradients and keeps its norm
     layers in eval mode; an unfrozen one ramps its learning rate up over `warmup_epochs`.
+
+    `load_run` is not config: the application hands in the one function that turns a run folder
+    into a model (runner.runs.load_run; runner.build.build_model and load_run itself pass it).
     """
 
     unsupported_regularization = {
@@ -74,6 +79,7 @@ class TransferClassifier(Classifier):
         input_size: PositiveInt | None = 224,
         head_hidden: PositiveInt | None = None,
         head_dropout: Dropout = 0.0,
+        load_run: LoadRun | None = None,
     ) -> None:
         super().__init__()
         if head_hidden and (mode == "linear_probe" or head_init == "probe"):
@@ -98,7 +104,7 @@ class TransferClassifier(Classifier):
         self.probe_solver = probe_solver
         if _is_run(pretrained):
             path = Path(pretrained).expanduser()
-            self.backbone, self.adapt, features = _run_backbone(path, cut or "hidden")
+            self.backbone, self.adapt, features = _run_backbone(path, cut or "hidden", load_run)
         else:
             self.backbone, self.adapt, features = _torchvision_backbone(
                 backbone, pretrained, input_size, cut or "auto"
@@ -399,13 +405,19 @@ def _download_weights(name: str, weights) -> dict:
         ) from None
 
 
-def _run_backbone(path: Path, cut: Cut) -> tuple[nn.Module, InputAdapter, int]:
+def _run_backbone(
+    path: Path, cut: Cut, load_run: LoadRun | None
+) -> tuple[nn.Module, InputAdapter, int]:
     """The feature extractor of an earlier run (its folder or a checkpoint file), cut at `cut`: a
     CNN's or an encoder's convolutional maps (`trunk`, or `pooled` over space), or its dense layer
     after them (`hidden`: the cnn's hidden layer, an autoencoder's code, a VAE's posterior mean).
     New inputs are adapted to the run's shape."""
-    from runner.runs import load_run
-
+    if load_run is None:
+        raise RunnerError(
+            f"model.pretrained={path} is a run, and this TransferClassifier was built without "
+            "load_run to read it: build it with runner.build.build_model(cfg), or pass "
+            "load_run=runner.runs.load_run."
+        )
     try:
         run = load_run(path, "best")
     except RunnerError as exc:
@@ -415,7 +427,11 @@ def _run_backbone(path: Path, cut: Cut) -> tuple[nn.Module, InputAdapter, int]:
     shape = tuple(int(s) for s in config["dataset"]["shape"])
     extractor = _FeatureExtractor(source)  # refuses a model without features first
     with torch.no_grad():
-        maps = source.conv_maps(torch.zeros(1, *shape)) if hasattr(source, "conv_maps") else None
+        maps = (
+            source.conv_maps(torch.zeros(1, *shape))
+            if isinstance(source, capabilities.ConvMaps)
+            else None
+        )
     cuts = ("trunk", "pooled", "hidden") if maps is not None else ("hidden",)
     if cut == "auto":
         cut = next(c for c in AUTO_CUTS if c in cuts)
@@ -448,15 +464,15 @@ def _run_backbone(path: Path, cut: Cut) -> tuple[nn.Module, InputAdapter, int]:
 
 
 class _FeatureExtractor(nn.Module):
-    """A trained model seen as a backbone. `hidden`: `features(x)`, else `encode(x)`, else
-    `encoder(x)`; `trunk` and `pooled`: its `conv_maps(x)`, flattened or averaged over space."""
+    """A trained model seen as a backbone. `hidden`: a Classifier's `features(x)`, else an
+    Encoder's codes; `trunk` and `pooled`: its `conv_maps(x)`, flattened or averaged over space."""
 
     def __init__(self, model: nn.Module, cut: Cut = "hidden") -> None:
         super().__init__()
-        if not any(hasattr(model, m) for m in ("features", "encode", "encoder")):
+        if not isinstance(model, capabilities.Classifier | capabilities.Encoder):
             raise RunnerError(
                 f"{type(model).__name__} runs cannot be used as backbones: the model has no "
-                "features(), encode() or encoder. Transfer from a cnn or an autoencoder run."
+                "features() and does not encode. Transfer from a cnn or an autoencoder run."
             )
         self.model = model
         self.cut = cut
@@ -466,12 +482,6 @@ class _FeatureExtractor(nn.Module):
             return self.model.conv_maps(x).flatten(1)
         if self.cut == "pooled":
             return self.model.conv_maps(x).mean(dim=(2, 3))
-        if hasattr(self.model, "features"):
-            out = self.model.features(x)
-        elif hasattr(self.model, "encode"):
-            out = self.model.encode(x)
-        else:
-            out = self.model.encoder(x)
-        if isinstance(out, tuple | list):  # a VAE's encode gives (mean, log-variance): the mean
-            out = out[0]
-        return out.flatten(1)
+        if isinstance(self.model, capabilities.Classifier):
+            return self.model.features(x).flatten(1)
+        return self.model.encode_images(x).flatten(1)  # a VAE's: the posterior mean

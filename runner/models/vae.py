@@ -13,21 +13,8 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
+from runner.models import blocks
 from runner.models.base import RunnerModel, coverage_collapse
-from runner.models.blocks import (
-    Activation,
-    Dropout,
-    Init,
-    Normalization,
-    conv_decoder,
-    conv_encoder,
-    conv_sizes,
-    family_norm,
-    image_pairs,
-    init_weights,
-    make_activation,
-    mlp,
-)
 
 LOG_2PI = math.log(2 * math.pi)
 log = logging.getLogger(__name__)
@@ -46,28 +33,28 @@ class VAE(RunnerModel):
     image: `recon`, `kl`, `neg_elbo`, and `active_units` (latent dimensions whose posterior mean
     varies across the batch). Test adds `nll`, the importance-sampled negative log-likelihood
     (`nll_samples` importance samples per image, over the first `nll_images` test images or all of
-    them; K=1000 costs a thousand decoder passes per image, minutes on a CPU). After testing the
-    test-set codes go to TensorBoard's projector and, given `fd_classifier` (a `cnn` run folder),
-    samples are scored by `runner.metrics` (`test/fd`, `test/fd_floor`, `test/class_coverage`,
-    `test/confidence`).
+    them; K=1000 costs a thousand decoder passes per image, minutes on a CPU). Given
+    `fd_classifier` (a `cnn` run folder), samples are scored by the loop's `scorer` (`test/fd`,
+    `test/fd_floor`, `test/class_coverage`, `test/confidence`).
     """
 
     def __init__(
         self,
         in_shape: Sequence[int],
         latent_dim: PositiveInt = 16,
-        arch: Literal["conv", "mlp"] = "conv",
-        channels: Sequence[int] = (32, 64),
-        hidden_dims: Sequence[int] = (512, 256),
-        activation: Activation = "relu",
-        init: Init = "default",
-        dropout: Dropout = 0.0,
-        normalization: Normalization = "none",
         beta: NonNegativeFloat = 1.0,
         kl_warmup_epochs: NonNegativeInt = 0,
         free_bits: NonNegativeFloat = 0.0,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         binarize: bool = True,
+        # the networks (runner.models.blocks.image_coders, as the autoencoders')
+        arch: Literal["conv", "mlp"] = "conv",
+        channels: Sequence[int] = (32, 64),
+        hidden_dims: Sequence[int] = (512, 256),
+        activation: blocks.Activation = "relu",
+        init: blocks.Init = "default",
+        dropout: blocks.Dropout = 0.0,
+        normalization: blocks.Normalization = "none",
         nll_samples: PositiveInt = 100,
         nll_images: PositiveInt | None = 1000,
         fd_classifier: str | None = None,
@@ -77,6 +64,7 @@ class VAE(RunnerModel):
         self.in_shape = tuple(int(s) for s in in_shape)
         self.latent_dim = latent_dim
         self.beta = beta
+        self.kl_weight = beta if kl_warmup_epochs == 0 else 0.0  # KL warm-up starts at 0
         self.kl_warmup_epochs = kl_warmup_epochs
         self.free_bits = free_bits
         self.likelihood = likelihood
@@ -86,49 +74,23 @@ class VAE(RunnerModel):
         self.nll_images = nll_images
         self.fd_classifier = fd_classifier
         self.fd_samples = fd_samples
-        normalization = family_norm(normalization, "none")
-        self.kl_weight = beta if kl_warmup_epochs == 0 else 0.0
-        c, h, w = self.in_shape
-        if arch == "mlp":
-            dims = [c * h * w, *hidden_dims]
-            self.encoder = nn.Sequential(
-                nn.Flatten(),
-                mlp(dims, activation, dropout, normalization),
-                make_activation(activation),
-            )
-            flat = dims[-1]
-            self.decoder = nn.Sequential(
-                mlp(
-                    [latent_dim, *hidden_dims[::-1], c * h * w], activation, dropout, normalization
-                ),
-                nn.Unflatten(1, self.in_shape),
-            )
-        else:
-            sizes = conv_sizes(h, w, len(channels))
-            fh, fw = sizes[-1]
-            flat = channels[-1] * fh * fw
-            # Convolutions, then the `hidden_dims` fully connected layers (none: straight to the
-            # code), mirrored in the decoder.
-            dense = [flat, *hidden_dims]
-            self.encoder = nn.Sequential(
-                conv_encoder(c, channels, activation, dropout, normalization),
-                nn.Flatten(),
-                *(
-                    [mlp(dense, activation, dropout, normalization), make_activation(activation)]
-                    if hidden_dims
-                    else []
-                ),
-            )
-            self.decoder = nn.Sequential(
-                mlp([latent_dim, *dense[::-1]], activation, dropout, normalization),
-                make_activation(activation),
-                nn.Unflatten(1, (channels[-1], fh, fw)),
-                conv_decoder(c, list(channels)[::-1], sizes[::-1], activation, normalization),
-            )
-            flat = dense[-1]
+        normalization = blocks.family_norm(normalization, "none")
+        # Convolutions (arch=conv), then the `hidden_dims` dense layers (none: straight to the
+        # posterior); the decoder mirrors them.
+        self.encoder, self.decoder, flat = blocks.image_coders(
+            self.in_shape,
+            latent_dim,
+            arch,
+            channels,
+            hidden_dims,
+            activation,
+            dropout,
+            normalization,
+            code=False,
+        )
         self.posterior = nn.Linear(flat, 2 * latent_dim)  # mean and log-variance
         self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" else None
-        init_weights(self, init, activation)
+        blocks.init_weights(self, init, activation)
         # Fixed prior noise: the same samples every epoch, so the grids show progress.
         self.register_buffer(
             "fixed_noise", torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0))
@@ -247,18 +209,13 @@ class VAE(RunnerModel):
 
     @torch.no_grad()
     def on_test_end(self, loader, preprocess, logger) -> dict[str, float]:
-        from runner.metrics import generative_test_metrics, log_latent_projector
-
-        log_latent_projector(
-            lambda x: self.encode(x)[0], loader, preprocess, logger, self.class_names
-        )
-        device = self.fixed_noise.device
         metrics = {"test/nll": self.test_nll(loader, preprocess)}
-        metrics.update(
-            generative_test_metrics(
-                self.sample, loader, preprocess, self.fd_classifier, self.fd_samples, device
+        if self.fd_classifier and self.scorer is not None:
+            metrics.update(
+                self.scorer.scores(
+                    self.fd_classifier, self.sample, self.fd_samples, loader, preprocess
+                )
             )
-        )
         return metrics
 
     @torch.no_grad()
@@ -293,7 +250,7 @@ class VAE(RunnerModel):
         alphas = torch.linspace(0, 1, 10, device=x.device).view(-1, 1)
         path = (1 - alphas) * mean[0] + alphas * mean[1]
         pictures = {
-            "reconstructions": image_pairs(x, self.decode(mean)),
+            "reconstructions": blocks.image_pairs(x, self.decode(mean)),
             "samples": make_grid(
                 self.decode(self.fixed_noise).cpu(), nrow=8, padding=1, pad_value=1.0
             ),

@@ -28,9 +28,11 @@ from runner.config import TrainerConfig
 from runner.data.loader import BatchPreprocessor
 from runner.errors import RunnerError, TrainingDiverged
 from runner.models.base import RunnerModel
+from runner.models.capabilities import Encoder
 from runner.training.checkpoint import load_weights, save_checkpoint
 from runner.training.device import rng_state, set_rng_state
 from runner.training.early_stopping import EarlyStopping
+from runner.training.scoring import SampleScorer
 from runner.training.step import OptimizerStep
 from runner.training.tensorboard import TensorBoardLogger
 
@@ -132,6 +134,7 @@ class Trainer:
         resume: dict | None = None,
     ) -> FitResult:
         steps = min(len(train_loader), self.settings.limit_train_batches or len(train_loader))
+        self._hand_in(model)
         model.on_fit_start(_whole(train_loader), _whole(val_loader), self.preprocess, steps)
         if resume is not None:
             self._restore(resume, model, optimizers, schedules)
@@ -254,17 +257,23 @@ class Trainer:
     def test(self, model: RunnerModel, loader, train_loader=None) -> dict[str, float]:
         """`test/*` means, then the family's whole-test-set metrics and pictures, and given the
         training split the baselines the model must beat (rank 0)."""
+        self._hand_in(model)
         metrics = self.evaluate(model, loader, "test")
         model.eval()
-        model.progress = partial(
-            tqdm,
-            leave=False,
-            dynamic_ncols=True,
-            disable=not (self.settings.progress_bar and self.is_main),
-        )
 
         def extras() -> dict[str, float]:
             extra = model.on_test_end(_whole(loader), self.preprocess, self.logger)
+            if self.logger is not None and isinstance(model, Encoder):
+                from runner.metrics.projector import log_latent_projector
+
+                # Test-set codes with labels (and thumbnails) for TensorBoard's projector.
+                log_latent_projector(
+                    model.encode_images,
+                    _whole(loader),
+                    self.preprocess,
+                    self.logger,
+                    model.class_names,
+                )
             if train_loader is not None:
                 started = time.perf_counter()
                 baselines = model.baselines(_whole(train_loader), _whole(loader), self.preprocess)
@@ -279,6 +288,18 @@ class Trainer:
 
         metrics.update(distributed.run_on_main(extras))
         return metrics
+
+    def _hand_in(self, model: RunnerModel) -> None:
+        """What the family is lent for its whole-set work: a progress bar for long evaluation
+        loops, and the sample scorer (FD and coverage in a classifier run's features)."""
+        model.progress = partial(
+            tqdm,
+            leave=False,
+            dynamic_ncols=True,
+            disable=not (self.settings.progress_bar and self.is_main),
+        )
+        if model.scorer is None:
+            model.scorer = SampleScorer(next(model.parameters(), torch.empty(0)).device)
 
     # -----------------------------------------------------------------------------------------
     def _check_finite(self, name: str, value: float) -> None:
