@@ -90,3 +90,16 @@ def sweep_command(sweep_dir: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "runner.train", "-m", *SWEEP_TINY, *overrides] + [
         f"hydra.sweep.dir={sweep_dir}"
     ]
+
+
+# An Optuna grid over 2 x 2 points: dropout 1.5 fails validation inside the job, lr 1e-5 learns
+# far slower than lr 1e-2 and is pruned by the median pruner once an lr 1e-2 trial has finished.
+OPTUNA_GRID = (
+    "hydra/sweeper=optuna4",
+    "hydra/sweeper/sampler=grid",
+    "hydra.sweeper.sampler.seed=4",
+    "hydra.sweeper.pruner.n_startup_trials=1",
+    "hydra.sweeper.pruner.n_warmup_steps=0",
+    "optimizer.lr=choice(1e-2,1e-5)",
+    "regularization.dropout=choice(0.0,1.5)",
+)

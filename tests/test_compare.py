@@ -19,6 +19,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from hydra_plugins.optuna4_sweeper._study import open_storage
 from runner.reports.records import collect
 from runner.training.tensorboard import custom_scalars_layout
+from tests.fakes import OPTUNA_GRID
 
 QUICK = ("trainer.max_epochs=1", "trainer.limit_train_batches=5")
 
@@ -142,13 +143,7 @@ def test_an_optuna_sweep_ends_in_one_table_with_pruned_and_failed_trials(tmp_pat
         sweep,
         *QUICK,
         "logger=none",
-        "hydra/sweeper=optuna4",
-        "hydra/sweeper/sampler=grid",
-        "hydra.sweeper.sampler.seed=4",
-        "hydra.sweeper.pruner.n_startup_trials=1",
-        "hydra.sweeper.pruner.n_warmup_steps=0",
-        "optimizer.lr=choice(1e-2,1e-5)",
-        "regularization.dropout=choice(0.0,1.5)",
+        *OPTUNA_GRID,
     )
     rows = summary(sweep)
     by_point = {(float(r["optimizer.lr"]), float(r["regularization.dropout"])): r for r in rows}

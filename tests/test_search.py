@@ -37,19 +37,9 @@ from hydra_plugins.optuna4_sweeper._study import (
 from hydra_plugins.optuna4_sweeper.config import PRUNERS, SAMPLERS, SweeperError
 from runner.config import CONF_DIR, register_configs
 from runner.search.trial import SweepTrial
-from tests.fakes import sweep_command
+from tests.fakes import OPTUNA_GRID, sweep_command
 
-# Grid over 2 x 2 points: dropout 1.5 fails validation inside the job, lr 1e-5 learns far slower
-# than lr 1e-2 and is pruned by the median pruner once an lr 1e-2 trial has finished.
-OPTUNA = (
-    "hydra/sweeper=optuna4",
-    "hydra/sweeper/sampler=grid",
-    "hydra.sweeper.sampler.seed=4",
-    "hydra.sweeper.pruner.n_startup_trials=1",
-    "hydra.sweeper.pruner.n_warmup_steps=0",
-    "optimizer.lr=choice(1e-2,1e-5)",
-    "regularization.dropout=choice(0.0,1.5)",
-)
+OPTUNA = OPTUNA_GRID
 
 
 def event_tags(run_dir: Path) -> set[str]:
