@@ -47,7 +47,7 @@ def test_sparse_ae_logs_activation_statistics_and_kl_lowers_the_rate(config, tmp
     cfg = config(
         "model=sparse_ae",
         "model.sparsity=kl",
-        "model.sparsity_weight=0.5",
+        "model.sparsity_weight=32",  # 0.5 per image of 64 values
         "model.sparsity_target=0.05",
         "trainer.max_epochs=6",
         "trainer.batch_size=64",
@@ -66,7 +66,7 @@ def test_l1_sparsity_zeroes_more_units_than_a_plain_ae(config, tmp_path):
     sparse = run(
         config(
             "model=sparse_ae",
-            "model.sparsity_weight=0.05",
+            "model.sparsity_weight=3.2",
             "trainer.max_epochs=4",
             run_dir=tmp_path / "s",
         )

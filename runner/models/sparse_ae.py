@@ -17,6 +17,11 @@ class SparseAutoencoder(Autoencoder):
     """`sparsity="l1"`: L1 on ReLU codes. `sparsity="kl"`: KL(rho || mean activation) on sigmoid
     codes, the classic formulation with target rate `sparsity_target`.
 
+    The reconstruction error is a mean over the image's values, so the penalty is counted per
+    input value too (`sparsity_weight * penalty / values`): the balance between the two, and how
+    many units stay active, then hold for 8x8 digits and 32x32 colour images alike (with one
+    weight for both, the larger images' codes all died).
+
     Logs the penalty, the mean code activation and the fraction of near-zero activations.
     """
 
@@ -27,7 +32,7 @@ class SparseAutoencoder(Autoencoder):
         in_shape: Sequence[int],
         latent_dim: PositiveInt = 64,
         sparsity: Literal["l1", "kl"] = "l1",
-        sparsity_weight: NonNegativeFloat = 1e-3,
+        sparsity_weight: NonNegativeFloat = 0.05,  # per input value
         sparsity_target: Annotated[float, Field(gt=0, lt=1)] = 0.05,
         arch: Literal["mlp", "conv"] = "mlp",
         hidden_dims: Sequence[int] = (256,),
@@ -61,6 +66,15 @@ class SparseAutoencoder(Autoencoder):
         Target("recon_mse", "pca_mse", "PCA with as many components as the code has active units"),
     )
 
+    def diagnose(self, metrics: dict[str, float]) -> list[str]:
+        lines = super().diagnose(metrics)
+        if metrics.get("test/frac_near_zero", 0.0) >= 0.999:
+            lines.append(
+                "Dead code: every code unit is ~0 for every test image (test/frac_near_zero=1), "
+                "so the decoder draws one image for all. Lower model.sparsity_weight."
+            )
+        return lines
+
     @torch.no_grad()
     def baseline_components(self, test, preprocess) -> int:
         """The mean number of code units active (above NEAR_ZERO) per test image, at least 1:
@@ -75,7 +89,8 @@ class SparseAutoencoder(Autoencoder):
         code = self.encode(x).float()
         losses = self.reconstruction_losses(self.decode_logits(code), x)
         penalty = self.penalty(code)
-        losses["loss"] = losses["loss"] + self.sparsity_weight * penalty
+        values = x[0].numel()
+        losses["loss"] = losses["loss"] + self.sparsity_weight * penalty / values
         losses["sparsity_penalty"] = penalty.detach()
         losses["mean_activation"] = code.detach().mean()
         losses["frac_near_zero"] = (code.detach().abs() < self.NEAR_ZERO).float().mean()
