@@ -89,7 +89,7 @@ def test_collapses_are_named():
     fd_missed, collapse = gan.diagnose(
         {"test/class_coverage": 2.0, "test/fd": 50.0, "test/fd_floor": 1.0}
     )
-    assert fd_missed.startswith("test/fd=50 does not beat 10 x test/fd_floor=1")
+    assert fd_missed.startswith("test/fd=50 misses its target, 10 x test/fd_floor=1")
     assert collapse.startswith("Mode collapse: the samples cover 2 of 10 classes")
     assert gan.diagnose({"test/class_coverage": 10.0, "test/fd": 5.0, "test/fd_floor": 1.0}) == []
 

@@ -52,9 +52,13 @@ class Target:
         bar = base * self.factor
         if (value < bar) if self.mode == "min" else (value > bar):
             return None
-        times = f"{self.factor:g} x " if self.factor != 1 else ""
+        if self.factor != 1:
+            return (
+                f"test/{self.metric}={value:.4g} misses its target, {self.factor:g} x "
+                f"test/{self.baseline}={base:.4g} ({self.describe})."
+            )
         return (
-            f"test/{self.metric}={value:.4g} does not beat {times}test/{self.baseline}={base:.4g} "
+            f"test/{self.metric}={value:.4g} does not beat test/{self.baseline}={base:.4g} "
             f"({self.describe}): the model did not learn more than that baseline."
         )
 
