@@ -23,7 +23,6 @@ from runner import distributed
 from runner.build import (
     build_augmentation,
     build_data,
-    build_eval_loader,
     build_loaders,
     build_model,
     build_optimizers,
@@ -31,7 +30,6 @@ from runner.build import (
 )
 from runner.config import CONF_DIR, LoggerConfig, TrainerConfig, register_configs, settings_of
 from runner.console import handle_user_errors, reported
-from runner.data.datasets import ImageData
 from runner.data.loader import BatchPreprocessor
 from runner.metrics.reference import resolve_auto
 from runner.models.base import RunnerModel
@@ -72,7 +70,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     reference_s = time.perf_counter() - started
     out = Path(cfg.paths.output_dir)
     runtime = set_up_runtime(cfg, out)
-    data, loaders, model = build(cfg, runtime)
+    loaders, model = build(cfg, runtime)
     optimizers = build_optimizers(cfg, model)  # fills the optimizer's auto keys into cfg
     schedules = build_schedules(cfg, optimizers, len(loaders[0]))
     resume = checkpoint_to_resume(cfg, out)
@@ -82,7 +80,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     gc.enable()  # start-up is over (see main); training's own garbage is collected as usual
     try:
         fit = trainer.fit(model, loaders[0], loaders[1], optimizers, schedules, resume)
-        test_metrics, test_s = evaluate_best(cfg, out, runtime, trainer, model, data, loaders[2])
+        test_metrics, test_s = evaluate_best(
+            cfg, out, runtime, trainer, model, loaders[0], loaders[2]
+        )
         seconds = {"wall": time.perf_counter() - started, "evaluation": test_s + reference_s}
         summary = summarise(cfg, runtime, trainer, model, fit, test_metrics, seconds)
         metrics = summary["metrics"]
@@ -134,7 +134,7 @@ def set_up_runtime(cfg: DictConfig, out: Path) -> Runtime:
     return Runtime(t, ddp, device, precision)
 
 
-def build(cfg: DictConfig, runtime: Runtime) -> tuple[ImageData, tuple, RunnerModel]:
+def build(cfg: DictConfig, runtime: Runtime) -> tuple[tuple, RunnerModel]:
     """The data (sizing the auto batch size and epochs), its loaders and the model: on the
     device, compiled and wrapped for DDP as the trainer group says, then each rank seeded on."""
     ddp = runtime.ddp
@@ -152,7 +152,7 @@ def build(cfg: DictConfig, runtime: Runtime) -> tuple[ImageData, tuple, RunnerMo
         model.distribute(distributed.wrapper(ddp, runtime.device))
         # Own random streams per rank: dropout, noise, augmentation and fakes differ by rank.
         seed_everything(t.seed + ddp.rank, t.deterministic)
-    return data, loaders, model
+    return loaders, model
 
 
 def open_logger(
@@ -185,14 +185,19 @@ def make_trainer(
     )
 
 
-def evaluate_best(cfg, out, runtime, trainer, model, data, test_loader) -> tuple[dict, float]:
+def evaluate_best(
+    cfg, out, runtime, trainer, model, train_loader, test_loader
+) -> tuple[dict, float]:
     """The best checkpoint's test metrics (and the baselines, on rank 0), and their seconds."""
     distributed.barrier()  # rank 0 has written best.pt before any rank loads it
     best = out / "checkpoints" / "best.pt"
     if best.exists():
         model.load_state_dict(load_checkpoint(best)["model"])
     tested = time.perf_counter()
-    train_in_order = build_eval_loader(cfg, data.train, runtime.device) if runtime.main else None
+    t = runtime.settings
+    train_in_order = (
+        train_loader.in_order(t.eval_batch_size or t.batch_size) if runtime.main else None
+    )
     metrics = trainer.test(model, test_loader, train_in_order)
     return metrics, time.perf_counter() - tested
 

@@ -102,6 +102,14 @@ class DeviceLoader:
         whole.shard = Shard()
         return whole
 
+    def in_order(self, batch_size: int) -> DeviceLoader:
+        """Every example once, in order, in batches of `batch_size` (what the test pass reads),
+        sharing the tensors already on the device instead of copying the split there again."""
+        ordered = copy.copy(self)
+        ordered.shard, ordered.shuffle, ordered.drop_last = Shard(), False, False
+        ordered.batch_size = batch_size
+        return ordered
+
 
 class HostLoader:
     """A DataLoader over an on-disk split, moving each uint8 batch to the device.
@@ -170,6 +178,13 @@ class HostLoader:
                 self.split, batch_size, self.device, shuffle, drop_last, seed, Shard(), num_workers
             )
         return self._whole
+
+    def in_order(self, batch_size: int) -> HostLoader:
+        """Every example once, in order, in batches of `batch_size` (what the test pass reads)."""
+        num_workers = self.settings[-1]
+        return HostLoader(
+            self.split, batch_size, self.device, False, False, 0, Shard(), num_workers
+        )
 
 
 def make_loader(
