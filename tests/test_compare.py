@@ -296,3 +296,28 @@ def test_custom_scalars_put_per_epoch_curves_before_single_values_and_parts():
     assert list(layout) == ["metrics: train and val", "test: one value per run", "per class"]
     assert list(layout["metrics: train and val"]) == ["loss", "lr"]
     assert list(layout["test: one value per run"]) == ["majority_acc"]
+
+
+def test_runs_that_differ_in_a_seed_are_also_summarised_over_seeds(tmp_path, multirun):
+    sweep = tmp_path / "seeds"
+    multirun(
+        sweep,
+        *QUICK,
+        "optimizer.lr=1e-2,1e-4",
+        "trainer.seed=0,1",
+    )
+    grouped = {r["optimizer.lr"]: r for r in csv.DictReader(open(sweep / "summary_over_seeds.csv"))}
+    assert set(grouped) == {"0.01", "0.0001"}
+    for lr, row in grouped.items():
+        runs = [r for r in summary(sweep) if r["optimizer.lr"] == lr]
+        assert row["runs"] == "2" and len(runs) == 2
+        losses = [metrics_json(r["folder"])["metrics"]["val/loss"] for r in runs]
+        tests = [metrics_json(r["folder"])["metrics"]["test/loss"] for r in runs]
+        mean = sum(losses) / 2
+        assert float(row["val/loss mean"]) == pytest.approx(mean)
+        assert float(row["val/loss std"]) == pytest.approx(abs(losses[0] - losses[1]) / 2)
+        errors = [a - t for a, t in zip(losses, tests)]
+        assert float(row["val/loss - test/loss mean"]) == pytest.approx(sum(errors) / 2)
+    markdown = (sweep / "summary.md").read_text()
+    assert "## Over seeds (trainer.seed)" in markdown
+    assert f"{float(grouped['0.01']['val/loss mean']):.4g} ± " in markdown

@@ -20,6 +20,7 @@ def write_curves(comparison: Comparison, path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = False
+    seen: dict[str, list[float]] = {panel: [] for panel in panels}
     for i, record in enumerate(comparison.records):
         epochs = range(1, len(record.history) + 1)
         colour = colours[i % len(colours)]
@@ -27,6 +28,7 @@ def write_curves(comparison: Comparison, path: Path) -> None:
         for ax, panel in zip(axes[0], panels):
             val = [e.get(panel) for e in record.history]
             train = [e.get(f"train/{panel.split('/', 1)[-1]}") for e in record.history]
+            seen[panel] += [v for v in val + train if v is not None]
             if any(v is not None for v in val):
                 ax.plot(epochs, _nan(val), color=colour, marker=".", label=label)
                 drawn = True
@@ -37,6 +39,8 @@ def write_curves(comparison: Comparison, path: Path) -> None:
         ax.set_title(f"{panel} (solid), {train} (dashed)")
         ax.set_xlabel("epoch")
         ax.set_ylabel(panel.split("/", 1)[-1])
+        if _spans_decades(seen[panel]):  # runs of different families, losses of different scales
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     if drawn:
@@ -51,3 +55,9 @@ def write_curves(comparison: Comparison, path: Path) -> None:
 
 def _nan(values: list[float | None]) -> list[float]:
     return [float("nan") if v is None else v for v in values]
+
+
+def _spans_decades(values: list[float]) -> bool:
+    """Positive values whose largest is over 100 times the smallest."""
+    finite = [v for v in values if v == v and abs(v) != float("inf")]
+    return bool(finite) and min(finite) > 0 and max(finite) > 100 * min(finite)

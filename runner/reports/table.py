@@ -61,17 +61,83 @@ def loss_gap(record: RunRecord) -> float | None:
     return None if train is None or val is None else val - train
 
 
+def seed_keys(comparison: Comparison) -> list[str]:
+    """The varying keys that only draw a seed (trainer.seed, dataset.split_seed, cv.seed)."""
+    return [k for k in comparison.varying if k.rsplit(".", 1)[-1].endswith("seed")]
+
+
+def over_seeds(comparison: Comparison) -> list[dict[str, Any]]:
+    """Runs that differ only in their seeds, as one row each: how many finished, then the mean and
+    the standard deviation (ddof=0) over them of every metric column. [] when no seed varies or
+    no setting was run with two seeds."""
+    seeds = seed_keys(comparison)
+    if not seeds:
+        return []
+    others = [k for k in comparison.varying if k not in seeds]
+    columns = metric_columns(comparison)
+    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+    for record in comparison.records:
+        if record.state == "finished":
+            key = tuple(comparison.values(record)[k] for k in others)
+            groups.setdefault(key, []).append(record)
+    if all(len(runs) < 2 for runs in groups.values()):
+        return []
+    out = []
+    for key, runs in groups.items():
+        row: dict[str, Any] = dict(zip(others, key))
+        row["runs"] = len(runs)
+        for column in [*columns, *estimate_error(comparison)]:
+            values = [_value(comparison, r, column) for r in runs]
+            values = [v for v in values if v is not None]
+            mean = sum(values) / len(values) if values else None
+            spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 if values else None
+            row[f"{column} mean"], row[f"{column} std"] = mean, spread
+        out.append(row)
+    return out
+
+
+def estimate_error(comparison: Comparison) -> list[str]:
+    """`val/acc - test/acc` when the ranked metric is a validation score with a test twin: how far
+    the estimate a run was chosen by lies from the score on unseen data."""
+    split, _, name = comparison.metric.partition("/")
+    twin = f"test/{name}"
+    has_twin = any(twin in r.metrics for r in comparison.records)
+    return [f"{comparison.metric} - {twin}"] if split == "val" and has_twin else []
+
+
+def _value(comparison: Comparison, record: RunRecord, column: str) -> float | None:
+    if column == comparison.metric:
+        return record.value
+    if " - " in column:
+        first, second = column.split(" - ")
+        a, b = _value(comparison, record, first), record.metrics.get(second)
+        return None if a is None or b is None else a - b
+    return record.metrics.get(column)
+
+
 def write_tables(comparison: Comparison, out: Path) -> None:
     table = rows(comparison)
     columns = list(table[0]) if table else ["run"]
-    with open(out / "summary.csv", "w", newline="") as f:
+    _write_csv(out / "summary.csv", table, columns)
+    grouped = over_seeds(comparison)
+    if grouped:
+        _write_csv(out / "summary_over_seeds.csv", grouped, list(grouped[0]))
+    (out / "summary.md").write_text(markdown(comparison, table, columns, grouped))
+
+
+def _write_csv(path: Path, table: list[dict[str, Any]], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({c: "" if r.get(c) is None else r[c] for c in columns} for r in table)
-    (out / "summary.md").write_text(markdown(comparison, table, columns))
 
 
-def markdown(comparison: Comparison, table: list[dict[str, Any]], columns: list[str]) -> str:
+def markdown(
+    comparison: Comparison,
+    table: list[dict[str, Any]],
+    columns: list[str],
+    grouped: list[dict[str, Any]] = (),
+) -> str:
     n = len(comparison.records)
     states = {}
     for record in comparison.records:
@@ -92,8 +158,27 @@ def markdown(comparison: Comparison, table: list[dict[str, Any]], columns: list[
     lines += ["", "| " + " | ".join(_header(c) for c in columns) + " |"]
     lines.append("|" + "|".join("---:" if _numeric(table, c) else "---" for c in columns) + "|")
     lines += ["| " + " | ".join(_cell(r.get(c), c) for c in columns) + " |" for r in table]
+    if grouped:
+        lines += ["", *seeds_markdown(comparison, grouped)]
     lines += ["", "![curves](curves.png)", ""]
     return "\n".join(lines)
+
+
+def seeds_markdown(comparison: Comparison, grouped: list[dict[str, Any]]) -> list[str]:
+    """The over-seeds table: mean ± std of each metric (summary_over_seeds.csv has them apart)."""
+    seeds = ", ".join(seed_keys(comparison))
+    settings = [c for c in grouped[0] if c != "runs" and not c.endswith((" mean", " std"))]
+    metrics = [c[: -len(" mean")] for c in grouped[0] if c.endswith(" mean")]
+    lines = [f"## Over seeds ({seeds}): mean ± std of the finished runs", ""]
+    lines.append("| " + " | ".join([*settings, "runs", *metrics]) + " |")
+    lines.append("|" + "|".join(["---"] * len(settings) + ["---:"] * (len(metrics) + 1)) + "|")
+    for row in grouped:
+        cells = [_cell(row[c], c) for c in settings] + [str(row["runs"])]
+        for m in metrics:
+            mean, spread = row[f"{m} mean"], row[f"{m} std"]
+            cells.append("" if mean is None else f"{mean:.4g} ± {spread:.2g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _header(column: str) -> str:
