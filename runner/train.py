@@ -214,8 +214,9 @@ def summarise(cfg, runtime, trainer, model, fit, test_metrics: dict, seconds: di
         **fit.best_metrics,
         f"{cfg.optimized_metric}_best": trainer.best.best,
         **test_metrics,
-        **(trainer.layer_stats.first_step if trainer.layer_stats else {}),
     }
+    if cfg.logger.layer_stats:  # rank 0 recorded the first step; every rank reports it
+        metrics.update(distributed.run_on_main(lambda: trainer.layer_stats.first_step))
     return {
         "metrics": metrics,
         "optimized_metric": cfg.optimized_metric,
