@@ -28,7 +28,17 @@ from pathlib import Path
 import torch
 from data_root import require_root
 
-IMAGE_MODELS = ["ae", "deep_ae", "sparse_ae", "denoising_ae", "vae", "beta_vae", "gan", "cnn"]
+IMAGE_MODELS = [
+    "ae",
+    "deep_ae",
+    "sparse_ae",
+    "denoising_ae",
+    "vae",
+    "beta_vae",
+    "gan",
+    "cnn",
+    "mlp",
+]
 SEQUENCE_MODELS = ["seq_classifier", "seq_ae"]
 DATASETS = ["digits", "mnist", "fashion_mnist", "image_folder", "timeseries"]
 # (metric, baseline) shown per family: the first target a family declares, else these.

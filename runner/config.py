@@ -150,6 +150,9 @@ class LoggerConfig:
     image_every_n_epochs: PositiveInt | None = None
     num_images: PositiveInt = 32
     log_hparams: bool = True
+    # Each Linear and Conv layer's output and weight-gradient std at the first step and the
+    # first step of every epoch (layers/*), and the first step's in the final metrics (init/*)
+    layer_stats: bool = False
 
 
 @dataclass

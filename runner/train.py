@@ -39,6 +39,7 @@ from runner.search.trial import log_stopped_trial, pruning_callbacks
 from runner.training.checkpoint import load_checkpoint
 from runner.training.device import resolve_precision, seed_everything, select_device
 from runner.training.early_stopping import EarlyStopping
+from runner.training.layer_stats import LayerStats
 from runner.training.loop import Trainer
 from runner.training.step import OptimizerStep
 from runner.training.tensorboard import TensorBoardLogger, hparams_of
@@ -182,6 +183,7 @@ def make_trainer(
         logger=logger,
         config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         callbacks=pruning_callbacks(cfg),
+        layer_stats=LayerStats(logger) if cfg.logger.layer_stats and runtime.main else None,
     )
 
 
@@ -213,6 +215,8 @@ def summarise(cfg, runtime, trainer, model, fit, test_metrics: dict, seconds: di
         f"{cfg.optimized_metric}_best": trainer.best.best,
         **test_metrics,
     }
+    if cfg.logger.layer_stats:  # rank 0 recorded the first step; every rank reports it
+        metrics.update(distributed.run_on_main(lambda: trainer.layer_stats.first_step))
     return {
         "metrics": metrics,
         "optimized_metric": cfg.optimized_metric,
@@ -237,11 +241,12 @@ def log_final(cfg, logger: TensorBoardLogger, fit, metrics: dict, test_metrics: 
     logger.scalars(test_metrics, fit.epochs_trained)
     logger.layout([*fit.history[-1], *test_metrics] if fit.history else test_metrics)
     if cfg.logger.log_hparams:
-        # One column per final metric; per-class values stay in scalars and metrics.json.
+        # One column per final metric (with layer_stats, the first step's init/*); per-class
+        # values stay in scalars and metrics.json.
         final = {
             k: v
             for k, v in metrics.items()
-            if (k.startswith("test/") or k.endswith("_best")) and k.count("/") == 1
+            if (k.startswith(("test/", "init/")) or k.endswith("_best")) and k.count("/") == 1
         }
         logger.hparams(hparams_of(cfg), final, fit.epochs_trained)
 

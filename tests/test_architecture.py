@@ -14,6 +14,7 @@ from runner.data.sequence_augment import SequenceAugmentation
 from runner.models import (
     CNN,
     GAN,
+    MLP,
     VAE,
     Autoencoder,
     DenoisingAutoencoder,
@@ -133,6 +134,7 @@ SHAPE = (1, 12, 12)
         (lambda: DenoisingAutoencoder(SHAPE, latent_dim=4), {Encoder, Decoder, ConvMaps}),
         (lambda: SeqAutoencoder((10, 2), latent_dim=3, hidden_size=8), {Encoder}),
         (lambda: CNN(SHAPE, 3, channels=(8,), hidden_dim=8), {Classifier, ConvMaps}),
+        (lambda: MLP(SHAPE, 3, hidden_dims=(8,)), {Classifier}),
         (lambda: SeqClassifier((10, 2), 3, hidden_size=8), {Classifier}),
     ],
 )

@@ -1,12 +1,15 @@
-"""Classifiers after testing: per-class accuracy, the confusion matrix and misclassified images."""
+"""Classifiers after testing: per-class accuracy, the confusion matrix and misclassified images;
+the plain MLP of init studies: it learns, and its keys reach the network."""
 
 import json
+import math
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from runner.build import build_model
 from runner.data.loader import BatchPreprocessor
-from runner.models import Classifier
+from runner.models import MLP, Classifier
 from runner.train import run
 
 
@@ -85,3 +88,42 @@ def test_a_cnn_run_shows_its_test_pictures_and_class_accuracies(config, tmp_path
     events.Reload()
     assert {"test/confusion_matrix", "test/misclassified"} <= set(events.Tags()["images"])
     assert "test/acc_class/3" in events.Tags()["scalars"]
+
+
+def test_an_mlp_run_on_digits_beats_the_majority_class(config, tmp_path):
+    metrics = run(config("model=mlp", "logger=none"))  # the defaults, two epochs
+    assert metrics["test/acc"] > 0.8 > metrics["test/majority_acc"]
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["warnings"] == []
+
+
+def test_the_mlp_keys_reach_its_network(config):
+    overrides = ("model=mlp", "model.hidden_dims=[32,16]", "model.activation=tanh")
+    model = build_model(config(*overrides, "regularization.normalization=layer"))
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64, 32), (32, 16), (16, 10)]
+    assert sum(isinstance(m, torch.nn.Tanh) for m in model.modules()) == 2
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules()) == 2
+    x = torch.rand(3, 1, 8, 8)
+    assert model.features(x).shape == (3, 16)  # the last hidden layer
+    torch.testing.assert_close(model.classify(model.features(x)), model(x))
+    plain = build_model(config("model=mlp"))  # normalization auto: none in a plain network
+    assert not [
+        m for m in plain.modules() if isinstance(m, torch.nn.LayerNorm | torch.nn.BatchNorm1d)
+    ]
+
+
+def test_the_mlp_init_key_draws_each_scheme_and_default_keeps_pytorchs():
+    wide = (256, 256)  # body.2 is 256 -> 256: fan_in = fan_out = 256
+    expected = {
+        "default": 1 / math.sqrt(3 * 256),  # PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        "xavier": math.sqrt(2 / (256 + 256)),  # Glorot, gain 1, whatever the activation
+        "kaiming": math.sqrt(2 / 256),  # He, the ReLU gain sqrt(2), whatever the activation
+    }
+    for init, std in expected.items():
+        for activation in ("relu", "tanh"):
+            torch.manual_seed(0)
+            model = MLP((1, 8, 8), 10, hidden_dims=wide, activation=activation, init=init)
+            assert abs(model.body[2].weight.std().item() - std) < 0.02 * std, (init, activation)
+            bias = model.body[2].bias
+            assert (bias.abs().max().item() == 0) == (init != "default"), (init, activation)

@@ -11,7 +11,7 @@ AUTOENCODERS = ["ae", "deep_ae", "sparse_ae", "denoising_ae"]
 SHAPES = {"digits": [1, 8, 8], "mnist": [1, 28, 28], "cifar10": [3, 32, 32]}
 
 
-@pytest.mark.parametrize("model", [*AUTOENCODERS, "cnn"])
+@pytest.mark.parametrize("model", [*AUTOENCODERS, "cnn", "mlp"])
 @pytest.mark.parametrize("dataset", list(SHAPES))
 def test_every_model_builds_for_every_dataset_shape(config, model, dataset):
     cfg = config(f"model={model}", f"dataset={dataset}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DistributedSampler
 
 from runner import distributed
@@ -169,6 +170,26 @@ def test_two_ranks_at_batch_b_match_one_process_at_batch_2b(tmp_path, loader):
     assert ddp_weights.keys() == one_weights.keys()  # no "module." prefixes from the wrapper
     for key, value in one_weights.items():
         torch.testing.assert_close(ddp_weights[key], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_rank_0_records_layer_stats_and_every_rank_reports_them(tmp_path):
+    summary, ranks = trained(
+        tmp_path / "mlp",
+        "model=mlp",
+        "model.hidden_dims=[16,16]",
+        "logger.layer_stats=true",
+        "trainer.max_epochs=2",
+        "trainer.batch_size=32",
+    )
+    assert_ranks_agree(summary, ranks)  # recording changed nothing on either rank
+    assert "init/gradient_std_last" in ranks[1]["metrics"]
+    events = EventAccumulator(str(tmp_path / "mlp"), size_guidance={"scalars": 0})
+    events.Reload()
+    steps = summary["train_steps"] // 2  # per epoch, on each rank
+    values = events.Scalars("layers/gradient_std/body.0")
+    assert [v.step for v in values] == [1, steps + 1]
+    assert values[0].value == summary["metrics"]["init/gradient_std_first"]
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="SyncBatchNorm needs 2 CUDA GPUs")

@@ -49,7 +49,9 @@ def test_the_gan_samples_every_class_near_the_floor(tmp_path):
     assert m["test/fd"] <= 10 * m["test/fd_floor"]
 
 
-@pytest.mark.parametrize(("model", "accuracy"), [("cnn", 0.97), ("seq_classifier", 0.95)])
+@pytest.mark.parametrize(
+    ("model", "accuracy"), [("cnn", 0.97), ("mlp", 0.95), ("seq_classifier", 0.95)]
+)
 def test_the_classifiers_reach_their_accuracy(tmp_path, model, accuracy):
     m = train_default(tmp_path, model)
     assert m["test/acc"] >= accuracy > m["test/majority_acc"]

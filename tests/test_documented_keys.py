@@ -18,6 +18,7 @@ FAMILIES = [
     "beta_vae",
     "gan",
     "cnn",
+    "mlp",
     "transfer",
 ]
 # The table's per-family keys, with a valid value for a family that takes them.

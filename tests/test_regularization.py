@@ -16,6 +16,7 @@ FAMILIES = {
     "vae": ("model.nll_samples=2", "model.nll_images=8", "model.fd_classifier=null"),
     "gan": ("optimizer=gan_adam", "model.fd_classifier=null", "model.spectral_norm=false"),
     "cnn": (),
+    "mlp": (),
     "seq_classifier": (),  # the digits read row by row: 8 steps of 8 features
     "seq_ae": (),
     "transfer": (

@@ -2,7 +2,7 @@
 
 from runner.models.autoencoder import Autoencoder
 from runner.models.base import RunnerModel
-from runner.models.classifier import CNN, Classifier
+from runner.models.classifier import CNN, MLP, Classifier
 from runner.models.denoising_ae import DenoisingAutoencoder
 from runner.models.gan import GAN
 from runner.models.sequence import SeqAutoencoder, SeqClassifier
@@ -16,6 +16,7 @@ __all__ = [
     "Autoencoder",
     "DenoisingAutoencoder",
     "GAN",
+    "MLP",
     "RunnerModel",
     "SeqAutoencoder",
     "SeqClassifier",

@@ -7,7 +7,7 @@ inherit). Which families have which, today:
 - `Encoder`: vae, the autoencoders (ae, deep_ae, sparse_ae, denoising_ae), seq_ae
 - `Decoder`: vae, gan, the image autoencoders
 - `Sampler`: vae, gan
-- `Classifier`: cnn, transfer, seq_classifier
+- `Classifier`: cnn, mlp, transfer, seq_classifier
 - `ConvMaps`: cnn, the image autoencoders and the vae (None unless arch=conv)
 
 The application hands a family what it needs of the application (scoring samples, loading an

@@ -1,7 +1,9 @@
-"""Classifiers: cross-entropy and accuracy; `CNN` is the plain convolutional baseline."""
+"""Classifiers: cross-entropy and accuracy; `CNN` is the plain convolutional baseline, `MLP` the
+plain fully connected one."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -18,6 +20,7 @@ from runner.models.blocks import (
     family_norm,
     init_weights,
     make_activation,
+    mlp,
     norm_2d,
 )
 
@@ -140,6 +143,37 @@ class CNN(Classifier):
         """The last convolutional block's maps [N, C, H, W], before pooling: where transfer
         runs can cut the network (model.cut=trunk or pooled)."""
         return self.body[:-2](x * 2 - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class MLP(Classifier):
+    """The flattened image through dense `hidden_dims` layers (linear, norm, activation, dropout
+    each) and a linear head: the plain network of weight-initialisation studies. `features(x)`
+    gives the last hidden layer's output."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: PositiveInt,
+        hidden_dims: Sequence[PositiveInt] = (256, 256),
+        activation: Activation = "relu",
+        init: Init = "kaiming",
+        dropout: Dropout = 0.0,
+        normalization: Normalization = "auto",
+    ) -> None:
+        super().__init__()
+        normalization = family_norm(normalization, "none")  # plain, unless asked
+        width = math.prod(int(s) for s in in_shape)
+        layers = mlp([width, *hidden_dims, num_classes], activation, dropout, normalization)
+        self.body = layers[:-1]  # every hidden layer with its norm, activation and dropout
+        self.head = layers[-1]
+        self.num_classes = num_classes
+        init_weights(self, init, activation)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.flatten(1) * 2 - 1)  # inputs arrive in [0, 1]; centre them
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

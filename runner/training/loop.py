@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from runner.models.capabilities import Encoder
 from runner.training.checkpoint import load_weights, save_checkpoint
 from runner.training.device import rng_state, set_rng_state
 from runner.training.early_stopping import EarlyStopping
+from runner.training.layer_stats import LayerStats
 from runner.training.scoring import SampleScorer
 from runner.training.step import OptimizerStep
 from runner.training.tensorboard import TensorBoardLogger
@@ -103,6 +105,7 @@ class Trainer:
         logger: TensorBoardLogger | None = None,
         config: dict | None = None,
         callbacks: list[EpochCallback] | None = None,
+        layer_stats: LayerStats | None = None,
     ) -> None:
         self.settings = settings
         self.max_epochs = settings.max_epochs
@@ -114,6 +117,7 @@ class Trainer:
         self.logger = logger
         self.config = config or {}
         self.callbacks = callbacks or []
+        self.layer_stats = layer_stats  # on rank 0 with logger.layer_stats=true
         self.is_main = distributed.rank() == 0
         self.world_size = distributed.world_size()
         self.epoch = 0
@@ -205,7 +209,9 @@ class Trainer:
             if i >= total:
                 break
             x, y = self.preprocess(batch, train=True)
-            losses = model.training_step((x, y), optimizers, self.step)
+            stats = self.layer_stats if i == 0 else None  # each epoch's first step
+            with stats.record(model, self.step, self.global_step + 1) if stats else nullcontext():
+                losses = model.training_step((x, y), optimizers, self.step)
             means.add(losses, len(x))
             self.global_step += 1
             for schedule in schedules.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 
@@ -24,6 +25,9 @@ class OptimizerStep:
         self.grad_clip = grad_clip
         self.dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
         self.scalers: dict[str, torch.amp.GradScaler] = {}
+        # Called after backward with the optimiser whose gradients are ready, unscaled and not
+        # yet clipped (runner.training.layer_stats reads them); None: nothing to call.
+        self.on_gradients: Callable[[torch.optim.Optimizer], None] | None = None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -43,8 +47,11 @@ class OptimizerStep:
         scaler = self._scaler(name)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()  # under DDP, gradients are averaged over ranks here
+        if self.grad_clip or self.on_gradients is not None:
+            scaler.unscale_(optimizer)  # the step then skips its own unscaling: same update
+        if self.on_gradients is not None:
+            self.on_gradients(optimizer)
         if self.grad_clip:
-            scaler.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         scaler.step(optimizer)

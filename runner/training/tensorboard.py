@@ -52,6 +52,10 @@ class TensorBoardLogger:
         per-part metrics (per-class accuracy) each on one chart in a section of their own."""
         self.writer.add_custom_scalars(custom_scalars_layout(names))
 
+    def histograms(self, values: dict[str, torch.Tensor], step: int) -> None:
+        for name, tensor in values.items():
+            self.writer.add_histogram(name, tensor.detach().cpu(), step)
+
     def images(self, images: dict[str, torch.Tensor], step: int) -> None:
         for name, image in images.items():
             self.writer.add_image(name, image, step)
