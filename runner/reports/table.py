@@ -10,6 +10,9 @@ from typing import Any
 from runner.reports.records import Comparison, RunRecord
 
 GAP = "loss gap (val-train)"
+# Pictures the Optuna sweeper leaves in its sweep folder (the files are all the two share):
+# linked under curves.png where they exist.
+STUDY_PICTURES = ("best_so_far.png", "optimization_history.png", "param_importances.png")
 
 
 def metric_columns(comparison: Comparison) -> list[str]:
@@ -68,10 +71,18 @@ def write_tables(comparison: Comparison, out: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows({c: "" if r.get(c) is None else r[c] for c in columns} for r in table)
-    (out / "summary.md").write_text(markdown(comparison, table, columns))
+    pictures = [name for name in STUDY_PICTURES if (out / name).is_file()]
+    (out / "summary.md").write_text(markdown(comparison, table, columns, pictures))
 
 
-def markdown(comparison: Comparison, table: list[dict[str, Any]], columns: list[str]) -> str:
+def markdown(
+    comparison: Comparison,
+    table: list[dict[str, Any]],
+    columns: list[str],
+    pictures: list[str] | None = None,
+) -> str:
+    """summary.md: the best run, what differs, the table, curves.png and then `pictures` (file
+    names beside summary.md)."""
     n = len(comparison.records)
     states = {}
     for record in comparison.records:
@@ -93,6 +104,8 @@ def markdown(comparison: Comparison, table: list[dict[str, Any]], columns: list[
     lines.append("|" + "|".join("---:" if _numeric(table, c) else "---" for c in columns) + "|")
     lines += ["| " + " | ".join(_cell(r.get(c), c) for c in columns) + " |" for r in table]
     lines += ["", "![curves](curves.png)", ""]
+    for name in pictures or []:
+        lines += [f"![{Path(name).stem}]({name})", ""]
     return "\n".join(lines)
 
 
