@@ -179,6 +179,9 @@ class SearchConfig:
     storage: str | None = None
     study: str | None = None
     trial: int | None = None  # the trial's number (== its job number and folder name)
+    # The sampler preset that proposed this run when hydra.sweeper.compare_samplers races several
+    # (one study each); unlike the three above it differs between runs: a column of the table.
+    sampler: str | None = None
 
 
 @dataclass

@@ -306,7 +306,8 @@ def test_runs_that_differ_in_a_seed_are_also_summarised_over_seeds(tmp_path, mul
         "optimizer.lr=1e-2,1e-4",
         "trainer.seed=0,1",
     )
-    grouped = {r["optimizer.lr"]: r for r in csv.DictReader(open(sweep / "summary_over_seeds.csv"))}
+    with open(sweep / "summary_over_seeds.csv") as f:
+        grouped = {r["optimizer.lr"]: r for r in csv.DictReader(f)}
     assert set(grouped) == {"0.01", "0.0001"}
     for lr, row in grouped.items():
         runs = [r for r in summary(sweep) if r["optimizer.lr"] == lr]

@@ -36,6 +36,7 @@ from hydra_plugins.optuna4_sweeper._study import (
 )
 from hydra_plugins.optuna4_sweeper.config import PRUNERS, SAMPLERS, SweeperError
 from runner.config import CONF_DIR, register_configs
+from runner.reports.records import RunRecord, with_trials
 from runner.search.trial import SweepTrial
 from tests.fakes import OPTUNA_GRID, sweep_command
 
@@ -418,6 +419,113 @@ def test_a_wrong_sampler_stops_the_sweep_before_any_trial(tmp_path, multirun):
     ]
     assert not (sweep / "optuna.journal").exists() and not list(sweep.glob("0_*"))
     assert not (sweep / "summary.csv").exists()  # no run started: nothing to compare
+
+
+# A race of two samplers over a 2 x 2 grid, two trials each, every trial two training steps of
+# the networks alone (no PCA map to fit first).
+RACE = (
+    "hydra/sweeper=optuna4",
+    "hydra.sweeper.compare_samplers=[grid,random]",
+    "hydra.sweeper.sampler.seed=0",
+    "hydra/sweeper/pruner=none",
+    "hydra.sweeper.n_trials=2",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "model.linear=none",
+    "logger=none",
+    "optimizer.lr=choice(1e-2,1e-3)",
+    "regularization.dropout=choice(0.0,0.1)",
+)
+
+
+def run_folders(sweep_dir: Path) -> dict[int, Path]:
+    """The sweep's run folders by job number, the first part of their names."""
+    runs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    by_job = {int(p.name.split("_")[0]): p for p in runs}
+    assert len(by_job) == len(runs), [p.name for p in runs]  # no job number twice
+    return by_job
+
+
+def test_a_race_of_samplers_runs_one_study_each_and_resumes(tmp_path, multirun):
+    sweep = tmp_path / "race"
+    first = multirun(sweep, *RACE)
+    logged = first.stdout + first.stderr
+    assert "Sampler grid (1 of 2): Optuna study 'train-grid'" in logged
+    assert "Sampler random (2 of 2): Optuna study 'train-random'" in logged
+    runs = run_folders(sweep)
+    assert sorted(runs) == [0, 1, 2, 3]  # job numbers run on from one study to the next
+    sampler_of = {}
+    for job, run in runs.items():
+        config = OmegaConf.load(run / ".hydra" / "config.yaml")
+        sampler_of[job] = config.search.sampler
+        assert run.name.endswith(f",search.sampler={config.search.sampler}")
+        assert config.search.study == f"train-{config.search.sampler}"
+    assert sampler_of == {0: "grid", 1: "grid", 2: "random", 3: "random"}
+
+    trials = json.loads((sweep / "trials.json").read_text())
+    assert sorted((t["sampler"], t["number"], t["job"]) for t in trials) == [
+        ("grid", 0, 0),
+        ("grid", 1, 1),
+        ("random", 0, 2),
+        ("random", 1, 3),
+    ]
+    for trial in trials:
+        assert Path(trial["folder"]) == runs[trial["job"]].resolve()
+    rows = trials_csv(sweep)
+    assert [int(r["run"]) for r in rows] == [0, 1, 2, 3]  # trial numbers 0, 1 twice: no mix-up
+    for row in rows:
+        run = runs[int(row["run"])]
+        assert row["search.sampler"] == sampler_of[int(row["run"])]
+        metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+        assert float(row["val/loss"]) == pytest.approx(metrics["val/loss"])
+
+    best = json.loads((sweep / "best.json").read_text())
+    assert best["best_value"] == min(t["value"] for t in trials)
+    assert sampler_of[best["best_job"]] == best["best_sampler"]
+    assert set(best["samplers"]) == {"grid", "random"}
+    assert f"found by {best['best_sampler']}" in first.stdout
+    with Image.open(sweep / "best_so_far.png") as image:
+        assert image.format == "PNG" and image.size[0] > 200 and image.size[1] > 150
+        image.load()
+    assert "study/best_so_far" in image_tags(sweep / "study")
+    assert not (sweep / "optimization_history.png").exists()  # one picture for the race
+    assert "![best_so_far](best_so_far.png)" in (sweep / "summary.md").read_text()
+
+    finished = {job: (run / "metrics.json").stat().st_mtime_ns for job, run in runs.items()}
+    again = multirun(sweep, *RACE)  # the same command: each study resumes, complete
+    assert (again.stdout + again.stderr).count("2 trials done, 0 to go") == 2
+    assert sorted(run_folders(sweep)) == [0, 1, 2, 3]
+    assert {job: (r / "metrics.json").stat().st_mtime_ns for job, r in runs.items()} == finished
+    assert len(json.loads((sweep / "trials.json").read_text())) == 4
+
+
+def test_an_unknown_sampler_in_a_race_stops_the_sweep_before_any_trial(tmp_path, multirun):
+    sweep = tmp_path / "unknown"
+    proc = multirun(
+        sweep,
+        "hydra/sweeper=optuna4",
+        "hydra.sweeper.compare_samplers=[grid,tpee]",
+        "optimizer.lr=choice(1e-2,1e-3)",
+        expect=2,
+    )
+    assert proc.stderr.strip().splitlines() == [
+        "error: hydra.sweeper.compare_samplers=[grid,tpee] names tpee, not a sampler preset: "
+        "list the presets to compare, each once, from tpe, random, grid, cmaes (e.g. "
+        "hydra.sweeper.compare_samplers=[grid,random,tpe]), or set it to null for one study."
+    ]
+    assert not (sweep / "optuna.journal").exists() and not list(sweep.glob("0_*"))
+
+
+def test_trials_find_their_runs_by_folder_or_job_not_by_trial_number(tmp_path):
+    """In a race, trial numbers repeat across the studies; a moved sweep keeps its job numbers."""
+    run = RunRecord(name="1", folder=tmp_path / "1_x", metric="val/loss", mode="min", number=1)
+    trials = [
+        {"number": 0, "job": 0, "sampler": "grid", "state": "FAIL", "error": "bad", "folder": ""},
+        {"number": 0, "job": 1, "sampler": "tpe", "state": "PRUNED", "folder": "/moved/1_x"},
+    ]
+    records = with_trials([run], trials)
+    assert [(r.name, r.state) for r in records] == [("1", "pruned"), ("0", "failed")]
+    assert records[1].settings == {"search.sampler": "grid"} and records[1].error == "bad"
 
 
 @pytest.mark.parametrize("name", PRUNERS)

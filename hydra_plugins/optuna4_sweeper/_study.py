@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -59,6 +59,37 @@ def make_sampler(
         for values in kwargs["search_space"].values():
             grid_size *= len(values)
     return _build(kwargs, cls, "sampler"), grid_size
+
+
+def race_sampler_configs(names: Sequence[str], conf: Any) -> dict[str, dict[str, Any]]:
+    """The sampler config of each preset `hydra.sweeper.compare_samplers` names: the preset with
+    the seed of `hydra.sweeper.sampler`, or that sampler itself where it is the preset's class (so
+    its other settings, such as TPE's n_startup_trials, hold in the race too)."""
+    names = list(names)
+    unknown = [n for n in names if n not in SAMPLERS]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if unknown or twice or not names:
+        problem = (
+            f"names {', '.join(unknown)}, not a sampler preset"
+            if unknown
+            else f"names {', '.join(twice)} twice"
+            if twice
+            else "is empty"
+        )
+        raise SweeperError(
+            f"hydra.sweeper.compare_samplers=[{','.join(names)}] {problem}: list the presets to "
+            f"compare, each once, from {', '.join(SAMPLERS)} (e.g. "
+            "hydra.sweeper.compare_samplers=[grid,random,tpe]), or set it to null for one study."
+        )
+    configured = _target_config(conf, "sampler", SAMPLERS)
+    out = {}
+    for name in names:
+        preset = dict(SAMPLERS[name])
+        if configured["_target_"] == preset["_target_"]:
+            out[name] = dict(configured)
+        else:
+            out[name] = {**preset, "seed": configured.get("seed")}
+    return out
 
 
 def make_pruner(conf: Any) -> dict[str, Any]:

@@ -4,6 +4,14 @@ sampler and pruner presets, `hydra/sweeper/sampler=<name>` and `hydra/sweeper/pr
 A sampler or a pruner is any `_target_` config: a preset, a YAML file of the app's own
 (conf/hydra/sweeper/sampler/<name>.yaml), or a preset with its `_target_` replaced.
 
+`compare_samplers: [grid, random, tpe]` races sampler presets: one study per preset, run one
+after the other over the same search space, `n_trials` (a grid capped at its size), seed
+(`sampler.seed`) and pruner, named `<study_name>-<preset>` in the same storage (so a rerun with the
+same hydra.sweep.dir resumes each). A preset whose `_target_` is the configured sampler's takes
+that sampler's settings too (e.g. TPE's `n_startup_trials`). Each job gets
+`search.sampler=<preset>`; job numbers run on across the studies, so run folders never collide,
+and the sweep folder gets best_so_far.png: the best value so far per trial, one line per sampler.
+
 No `from __future__ import annotations` here: Hydra's plugin scanner runs this module before it
 is in sys.modules, where dataclasses would look the string annotations up.
 """
@@ -73,6 +81,9 @@ class Optuna4SweeperConf:
     pruner: Any = MISSING  # {_target_: optuna.pruners.<Pruner>, ...}
     # key: search space in Hydra's syntax, e.g. optimizer.lr: tag(log, interval(1e-4, 1e-2))
     params: dict[str, Any] = field(default_factory=dict)
+    # null: one study with `sampler`. A list of sampler presets, e.g. [grid, random, tpe]: one
+    # study each, one after the other, on the same space, n_trials, seed and pruner (see above).
+    compare_samplers: list[str] | None = None
 
 
 _store = ConfigStore.instance()

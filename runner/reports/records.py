@@ -28,8 +28,11 @@ TRIAL_STATES = {
     "RUNNING": "unfinished",
     "WAITING": "unfinished",
 }
-# Keys that say where or how a run was bookkept, never what it learned with.
+# Keys that say where or how a run was bookkept, never what it learned with; the Optuna sweeper's
+# search.storage, .study and .trial among them, but not search.sampler: in a race of samplers it
+# says which search proposed the run, so it is compared like any swept key.
 BOOKKEEPING = ("hydra", "paths", "search", "task_name")
+COMPARED = ("search.sampler",)
 GROUPS = ("model", "dataset", "optimizer", "scheduler", "regularization", "trainer", "logger")
 
 
@@ -37,7 +40,7 @@ GROUPS = ("model", "dataset", "optimizer", "scheduler", "regularization", "train
 class RunRecord:
     """One row of the comparison."""
 
-    name: str  # the job number in a sweep (the trial number for Optuna), else the folder name
+    name: str  # the job number in a sweep, else the folder name
     folder: Path | None  # None for a trial that failed before it got a folder
     metric: str | None  # the run's optimized_metric and optimized_mode
     mode: str | None
@@ -269,26 +272,32 @@ def mean_history(histories: list[list[dict[str, float]]]) -> list[dict[str, floa
 
 def with_trials(records: list[RunRecord], trials: list[dict[str, Any]]) -> list[RunRecord]:
     """The Optuna sweeper's account of each trial: its state and error for the trial's folder,
-    and a row of its own for a trial that failed before a folder was made."""
-    by_trial = {}
-    for record in records:
-        number = record.overrides.get("search.trial")
-        by_trial[int(number) if number and number.isdigit() else record.number] = record
+    and a row of its own for a trial that failed before a folder was made.
+
+    A trial finds its run by folder, else by job number (a sweep folder moved since): never by
+    trial number alone, which repeats across the studies of a race of samplers."""
+    by_folder = {str(r.folder): r for r in records if r.folder is not None}
+    by_job = {r.number: r for r in records if r.number is not None}
     out = list(records)
     for trial in trials:
-        number = trial.get("number")
+        job = trial.get("job", trial.get("number"))  # trials.json before job numbers: the same
         state = TRIAL_STATES.get(str(trial.get("state")), str(trial.get("state")).lower())
-        record = by_trial.get(number)
+        folder = trial.get("folder")
+        record = by_folder.get(str(Path(folder).resolve())) if folder else None
+        record = record or by_job.get(job)
         if record is None:
             params = {k[7:]: v for k, v in trial.items() if k.startswith("params.")}
+            settings = dict(params)
+            if trial.get("sampler") is not None:
+                settings["search.sampler"] = trial["sampler"]
             record = RunRecord(
-                name=str(number),
+                name=str(job),
                 folder=None,
                 metric=None,
                 mode=None,
                 overrides={k: _text(v) for k, v in params.items()},
-                settings=dict(params),
-                number=number,
+                settings=settings,
+                number=job,
                 wall_time_s=trial.get("duration_s"),
             )
             out.append(record)
@@ -346,6 +355,8 @@ def _knows(record: RunRecord, key: str) -> bool:
 
 
 def _bookkeeping(key: str) -> bool:
+    if key in COMPARED:
+        return False
     head = key.split(".")[0]
     return head in BOOKKEEPING or head.startswith("hydra/") or key in ("ckpt_path", "tags")
 

@@ -10,6 +10,9 @@ from typing import Any
 from runner.reports.records import Comparison, RunRecord
 
 GAP = "loss gap (val-train)"
+# Pictures the Optuna sweeper leaves in its sweep folder (the files are all the two share):
+# linked under curves.png where they exist.
+STUDY_PICTURES = ("best_so_far.png", "optimization_history.png", "param_importances.png")
 
 
 def metric_columns(comparison: Comparison) -> list[str]:
@@ -122,7 +125,8 @@ def write_tables(comparison: Comparison, out: Path) -> None:
     grouped = over_seeds(comparison)
     if grouped:
         _write_csv(out / "summary_over_seeds.csv", grouped, list(grouped[0]))
-    (out / "summary.md").write_text(markdown(comparison, table, columns, grouped))
+    pictures = [name for name in STUDY_PICTURES if (out / name).is_file()]
+    (out / "summary.md").write_text(markdown(comparison, table, columns, grouped, pictures))
 
 
 def _write_csv(path: Path, table: list[dict[str, Any]], columns: list[str]) -> None:
@@ -137,7 +141,10 @@ def markdown(
     table: list[dict[str, Any]],
     columns: list[str],
     grouped: list[dict[str, Any]] = (),
+    pictures: list[str] | None = None,
 ) -> str:
+    """summary.md: the best run, what differs, the table, the over-seeds table, curves.png and
+    then `pictures` (file names beside summary.md)."""
     n = len(comparison.records)
     states = {}
     for record in comparison.records:
@@ -161,6 +168,8 @@ def markdown(
     if grouped:
         lines += ["", *seeds_markdown(comparison, grouped)]
     lines += ["", "![curves](curves.png)", ""]
+    for name in pictures or []:
+        lines += [f"![{Path(name).stem}]({name})", ""]
     return "\n".join(lines)
 
 
