@@ -27,7 +27,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from hydra_plugins.optuna4_sweeper._core import quoted
 from hydra_plugins.optuna4_sweeper._plots import write_study_plots
 from hydra_plugins.optuna4_sweeper._report import reproduce_command
-from hydra_plugins.optuna4_sweeper._space import parse_space
+from hydra_plugins.optuna4_sweeper._space import grid_of, parse_space
 from hydra_plugins.optuna4_sweeper._study import (
     make_pruner,
     make_sampler,
@@ -315,6 +315,23 @@ def test_search_space_syntax():
     assert space["model.latent_dim"] == IntDistribution(8, 32, step=8)
     assert space["optimizer"] == CategoricalDistribution(["adam", "sgd"])
     assert fixed == ["trainer.max_epochs=3"]
+
+
+def test_grid_points_set_a_grid_on_continuous_intervals():
+    """hydra.sweeper.grid_points=4: a grid of the same intervals random search and TPE draw from."""
+    space = {
+        "optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "regularization.dropout": FloatDistribution(0.0, 0.6),
+        "model.latent_dim": IntDistribution(8, 64, log=True),
+    }
+    grid = grid_of(space, points=4)
+    assert grid["optimizer.lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
+    assert grid["regularization.dropout"] == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    assert grid["model.latent_dim"] == [8, 16, 32, 64]
+    sampler, size = make_sampler({**SAMPLERS["grid"], "seed": 0}, space, grid_points=4)
+    assert size == 64
+    with pytest.raises(SweeperError, match="grid_points"):
+        grid_of(space)  # without it a continuous interval has no grid
 
 
 @pytest.mark.parametrize(

@@ -116,3 +116,17 @@ def test_the_cross_validation_study_sets_each_estimate_beside_the_test_score(tmp
         assert error == pytest.approx(float(row["val/acc mean"]) - float(row["test/acc mean"]))
     folds = sorted(p.name for p in sweep.glob("*cv.folds=2*/fold_*"))
     assert len(folds) == 4  # two seeds x two folds, each its own run
+
+
+def test_there_is_a_study_for_every_lesson_of_the_course():
+    assert set(STUDIES) >= {
+        "overfitting",
+        "init",
+        "hyperparameters",
+        "search",
+        "cross_validation",
+        "transfer",
+        "autoencoders",
+        "gan",
+        "sequences",
+    }

@@ -60,6 +60,7 @@ class OptunaSweep:
         pruner: DictConfig,
         params: DictConfig | None,
         compare_samplers: list[str] | None = None,
+        grid_points: int | None = None,
     ) -> None:
         if direction not in DIRECTIONS:
             raise SweeperError(
@@ -76,6 +77,12 @@ class OptunaSweep:
         self.pruner_conf = pruner
         self.params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
         self.compare_samplers = list(compare_samplers) if compare_samplers is not None else None
+        if grid_points is not None and grid_points < 2:
+            raise SweeperError(
+                f"hydra.sweeper.grid_points={grid_points}: a grid needs at least 2 points per "
+                "interval (or null: the grid sampler then takes only choice(...) and range(...))."
+            )
+        self.grid_points = grid_points
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -100,10 +107,12 @@ class OptunaSweep:
             )
         # Every sampler is built (and checked) before the first trial of the first study runs.
         if self.compare_samplers is None:
-            samplers = {None: make_sampler(self.sampler_conf, space)}
+            samplers = {None: make_sampler(self.sampler_conf, space, self.grid_points)}
         else:
             confs = race_sampler_configs(self.compare_samplers, self.sampler_conf)
-            samplers = {name: make_sampler(conf, space) for name, conf in confs.items()}
+            samplers = {
+                name: make_sampler(conf, space, self.grid_points) for name, conf in confs.items()
+            }
         pruner = make_pruner(self.pruner_conf)
         self.storage_spec = self.storage_spec or str(sweep_dir / "optuna.journal")
         self.storage = open_storage(self.storage_spec)

@@ -81,8 +81,11 @@ def to_override(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
-def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
-    """The grid sampler's value lists; continuous intervals have none."""
+def grid_of(
+    space: Mapping[str, BaseDistribution], points: int | None = None
+) -> dict[str, list[Any]]:
+    """The grid sampler's value lists; a continuous interval gets `points` evenly spaced values
+    from its low to its high end (log-spaced on a log scale), or none when `points` is None."""
     grid = {}
     for key, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
@@ -92,9 +95,24 @@ def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
         elif isinstance(dist, FloatDistribution) and dist.step is not None:
             n = round((dist.high - dist.low) / dist.step)
             grid[key] = [dist.low + i * dist.step for i in range(n + 1)]
+        elif points is not None and isinstance(dist, FloatDistribution | IntDistribution):
+            grid[key] = spaced(dist, points)
         else:
             raise SweeperError(
                 f"The grid sampler needs a list of values for {key}: search it with choice(...) "
-                "or range(...), not a continuous interval, or pick another hydra/sweeper/sampler."
+                "or range(...), set hydra.sweeper.grid_points=<n> for n values of each interval, "
+                "or pick another hydra/sweeper/sampler."
             )
     return grid
+
+
+def spaced(dist: FloatDistribution | IntDistribution, points: int) -> list[float | int]:
+    """`points` values from dist.low to dist.high, evenly spaced (geometrically for log)."""
+    low, high = dist.low, dist.high
+    if dist.log:
+        values = [low * (high / low) ** (i / (points - 1)) for i in range(points)]
+    else:
+        values = [low + (high - low) * i / (points - 1) for i in range(points)]
+    if isinstance(dist, IntDistribution):
+        return sorted({round(v) for v in values})
+    return [float(f"{v:.6g}") for v in values]  # 0.000316228, not 0.00031622776601683794

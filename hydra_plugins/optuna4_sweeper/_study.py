@@ -46,15 +46,16 @@ def open_study(
 
 
 def make_sampler(
-    conf: Any, space: Mapping[str, BaseDistribution]
+    conf: Any, space: Mapping[str, BaseDistribution], grid_points: int | None = None
 ) -> tuple[optuna.samplers.BaseSampler, int | None]:
     """The sampler of `hydra.sweeper.sampler` and, for a grid, how many points it has; a grid
-    sampler without its own `search_space` gets the grid of the sweep's search space."""
+    sampler without its own `search_space` gets the grid of the sweep's search space (with
+    `grid_points` values of each continuous interval)."""
     kwargs = _target_config(conf, "sampler", SAMPLERS)
     cls = _class_of(kwargs, "sampler", optuna.samplers.BaseSampler, SAMPLERS)
     grid_size = None
     if issubclass(cls, optuna.samplers.GridSampler):
-        kwargs.setdefault("search_space", grid_of(space))
+        kwargs.setdefault("search_space", grid_of(space, grid_points))
         grid_size = 1
         for values in kwargs["search_space"].values():
             grid_size *= len(values)

@@ -81,6 +81,10 @@ class Optuna4SweeperConf:
     pruner: Any = MISSING  # {_target_: optuna.pruners.<Pruner>, ...}
     # key: search space in Hydra's syntax, e.g. optimizer.lr: tag(log, interval(1e-4, 1e-2))
     params: dict[str, Any] = field(default_factory=dict)
+    # The grid sampler's values of a continuous interval: this many, evenly spaced from low to
+    # high (log-spaced for tag(log, ...)); null: the grid takes only choice(...) and range(...).
+    # With it, a race sets a full grid beside random and TPE search of the same intervals.
+    grid_points: int | None = None
     # null: one study with `sampler`. A list of sampler presets, e.g. [grid, random, tpe]: one
     # study each, one after the other, on the same space, n_trials, seed and pruner (see above).
     compare_samplers: list[str] | None = None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from runner.reports.records import Comparison
 
+LABELLED = 10  # runs drawn in colour and named in the legend, best first
+
 
 def write_curves(comparison: Comparison, path: Path) -> None:
     import matplotlib
@@ -23,17 +25,21 @@ def write_curves(comparison: Comparison, path: Path) -> None:
     seen: dict[str, list[float]] = {panel: [] for panel in panels}
     for i, record in enumerate(comparison.records):
         epochs = range(1, len(record.history) + 1)
-        colour = colours[i % len(colours)]
-        label = comparison.label(record)
+        # Past the best ten (records are ranked), runs are thin grey lines without a label.
+        shown = i < LABELLED
+        colour = colours[i % len(colours)] if shown else "0.75"
+        label = comparison.label(record) if shown else None
         for ax, panel in zip(axes[0], panels):
             val = [e.get(panel) for e in record.history]
             train = [e.get(f"train/{panel.split('/', 1)[-1]}") for e in record.history]
             seen[panel] += [v for v in val + train if v is not None]
             if any(v is not None for v in val):
-                ax.plot(epochs, _nan(val), color=colour, marker=".", label=label)
+                ax.plot(epochs, _nan(val), color=colour, marker="." if shown else None, label=label)
                 drawn = True
             if any(v is not None for v in train):
-                ax.plot(epochs, _nan(train), color=colour, linestyle="--", marker=".")
+                ax.plot(
+                    epochs, _nan(train), color=colour, linestyle="--", marker="." if shown else None
+                )
     for ax, panel in zip(axes[0], panels):
         train = f"train/{panel.split('/', 1)[-1]}"
         ax.set_title(f"{panel} (solid), {train} (dashed)")
@@ -47,7 +53,11 @@ def write_curves(comparison: Comparison, path: Path) -> None:
         axes[0][-1].legend(fontsize="small", loc="best")
     else:
         axes[0][0].text(0.5, 0.5, "no run has a per-epoch history yet", ha="center")
-    fig.suptitle(f"{len(comparison.records)} runs, {comparison.mode} {metric}")
+    title = f"{len(comparison.records)} runs, {comparison.mode} {metric}"
+    others = len(comparison.records) - LABELLED
+    if others > 0:
+        title += f": the best {LABELLED} named, the other {others} in grey"
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
