@@ -93,6 +93,9 @@ def write_best_so_far(
     ax.set_xlabel("trial number (within each sampler's study)")
     ax.set_ylabel(metric)
     ax.xaxis.get_major_locator().set_params(integer=True)
+    shown = [t.value for s in studies.values() for t in s.get_trials(deepcopy=False) if t.value]
+    if min(shown) > 0 and max(shown) > 10 * min(shown):  # a few bad trials would flatten the rest
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(title="sampler (best)", fontsize="small")
     fig.tight_layout()
