@@ -12,20 +12,7 @@ from pydantic import Field, PositiveInt
 from runner.models.autoencoder import Autoencoder, LinearPath, autoencoder_arguments
 from runner.models.base import Target
 from runner.models.blocks import Activation, Dropout, Init, Normalization, image_pairs
-
-NoiseType = Literal["gaussian", "masking", "salt_and_pepper"]
-
-
-def corrupt(x: torch.Tensor, noise_type: NoiseType, level: float) -> torch.Tensor:
-    """Gaussian (std = level, clipped to [0, 1]), masking (each pixel zeroed with p = level) or
-    salt and pepper (each pixel set to 0 or 1 with p = level)."""
-    if noise_type == "gaussian":
-        return (x + level * torch.randn_like(x)).clamp(0, 1)
-    hit = torch.rand_like(x) < level
-    if noise_type == "masking":
-        return x.masked_fill(hit, 0.0)
-    salt = (torch.rand_like(x) < 0.5).to(x.dtype)
-    return torch.where(hit, salt, x)
+from runner.models.noise import NoiseType, corrupt
 
 
 class DenoisingAutoencoder(Autoencoder):
