@@ -12,7 +12,8 @@ from pydantic import Field, PositiveInt
 from runner.models.autoencoder import Autoencoder, LinearPath, autoencoder_arguments
 from runner.models.base import Target
 from runner.models.blocks import Activation, Dropout, Init, Normalization, image_pairs
-from runner.models.noise import NoiseType, corrupt
+from runner.models.code_metrics import score_codes
+from runner.models.noise import FIXED_NOISE, NoiseType, corrupt
 
 
 class DenoisingAutoencoder(Autoencoder):
@@ -54,6 +55,17 @@ class DenoisingAutoencoder(Autoencoder):
             "recon_mse", "pca_mse", "PCA of the noisy input with as many components as the code"
         ),
     )
+
+    @torch.no_grad()
+    def code_metrics(self, train, test, preprocess) -> dict[str, float]:
+        """As every autoencoder's, but its test pass's `recon_mse` and `noisy_mse` are of its own
+        noise (its targets compare them): the error on clean images is `clean_recon_mse`, and the
+        fixed noise's `noisy_mse` replaces its own only where the two noises are one (default)."""
+        metrics = score_codes(self.encode_images, self.decode_images, train, test, preprocess)
+        metrics["clean_recon_mse"] = metrics.pop("recon_mse")
+        if (self.noise_type, self.noise_level) != FIXED_NOISE:
+            del metrics["noisy_mse"]
+        return metrics
 
     def baseline_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return corrupt(x, self.noise_type, self.noise_level)
