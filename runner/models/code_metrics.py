@@ -5,7 +5,8 @@ reconstructs clean and noisy test images."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -73,7 +74,8 @@ def probe_accuracy(train: Labelled, test: Labelled, classes: int) -> float:
     order = torch.randperm(len(codes), generator=torch.Generator().manual_seed(PROBE_SEED))
     held = order[: max(1, round(len(codes) * PROBE_VAL_FRACTION))]
     fit = order[len(held) :]
-    probe = fit_probe((codes[fit], labels[fit]), (codes[held], labels[held]), classes)
+    with _one_thread():
+        probe = fit_probe((codes[fit], labels[fit]), (codes[held], labels[held]), classes)
     predicted = (test[0] @ probe.weight.T + probe.bias).argmax(1)
     return predicted.eq(test[1]).float().mean().item()
 
@@ -98,3 +100,15 @@ def _first_images(
 
 def _squared_error(output: torch.Tensor, target: torch.Tensor) -> float:
     return float((output.float() - target.float()).pow(2).sum())
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """L-BFGS on a few thousand codes is thousands of small operations: a second thread gains
+    nothing and, on a busy machine, makes each one wait for it (0.4 s became 25 s on digits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
