@@ -46,6 +46,8 @@ def test_loss_falls_on_digits(config, tmp_path, model):
     assert {f"test/{name}" for name in CODE_METRICS} <= saved.keys()
     assert saved["test/probe_acc"] > 0.5 and saved["test/pca_probe_acc"] > 0.5
     assert saved["test/denoise_mse"] < saved["test/noisy_mse"]
+    if model == "denoising_ae":  # its test/recon_mse is of its noisy input (its target's)
+        assert saved["test/clean_recon_mse"] < saved["test/recon_mse"]
 
 
 @pytest.mark.parametrize("model", ["ae", "deep_ae"])

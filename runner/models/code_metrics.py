@@ -15,7 +15,8 @@ from runner.models.noise import FixedNoise
 from runner.models.pca import fit_pca
 
 # The probes learn from the codes of the first PROBE_IMAGES training images in the loader's order:
-# MNIST's 10,000 take a few seconds, its 60,000 would take a minute for a number that barely moves.
+# a cap that keeps MNIST's probes to about a second, where its 60,000 would cost several times that
+# for a number that barely moves.
 PROBE_IMAGES = 10_000
 # This share of them, drawn with PROBE_SEED, chooses the probe's L2 strength.
 PROBE_VAL_FRACTION = 0.2
@@ -53,7 +54,7 @@ def score_codes(
         values += x.numel()
         test_codes.append(codes.float().cpu())
         test_pca.append(pca.encode(x.flatten(1).float().cpu()))
-        test_labels.append(y.cpu())
+        test_labels.append(y.long().cpu())
     labels = torch.cat(test_labels)
     classes = int(torch.cat([train_labels, labels]).max()) + 1
     return {
@@ -91,7 +92,7 @@ def _first_images(
         x, y = x[: PROBE_IMAGES - count], y[: PROBE_IMAGES - count]
         images.append(x.float().cpu())
         codes.append(encode(x).float().cpu())
-        labels.append(y.cpu())
+        labels.append(y.long().cpu())
         count += len(x)
         if count >= PROBE_IMAGES:
             break
