@@ -49,9 +49,11 @@ def test_eval_takes_another_split_checkpoint_and_dataset_of_the_same_shape(tmp_p
     cfg = with_overrides(saved.config, composed, ["dataset=fashion_mnist", f"dataset.root={root}"])
     assert cfg.dataset.name == "FashionMNIST" and cfg.model.hidden_dims == [32]
     metrics = evaluate_split(saved, cfg, "val", tmp_path / "out")
-    # The model's metrics and the baselines it is measured against, on the split it was given.
+    # The model's metrics, the baselines it is measured against and what its codes are worth,
+    # on the split it was given.
     baselines = {"val/pca_mse", "val/pca_components", "val/mean_image_mse"}
-    assert set(metrics) == {"val/loss", "val/recon_mse", *baselines}
+    codes = {"val/probe_acc", "val/pca_probe_acc", "val/denoise_mse", "val/noisy_mse"}
+    assert set(metrics) == {"val/loss", "val/recon_mse", *baselines, *codes}
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert summary["split"] == "val" and summary["run"].endswith("last.pt")
 

@@ -1,6 +1,7 @@
 """The VAE: builds on every data shape, its bounds behave, it trains, and it shows its pictures."""
 
 import functools
+import json
 
 import pytest
 import torch
@@ -49,7 +50,7 @@ def test_importance_sampling_tightens_the_elbo(config, tmp_path):
         )
     )
     state = load_checkpoint(tmp_path / "run")
-    metrics = __import__("json").loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
     history = state["history"]
     assert history[-1]["val/neg_elbo"] < history[0]["val/neg_elbo"]  # it learns
     # log p(x) >= IWAE bound >= ELBO, so the importance-sampled NLL is below the negative ELBO.
@@ -58,6 +59,33 @@ def test_importance_sampling_tightens_the_elbo(config, tmp_path):
         metrics["test/recon"] + metrics["test/kl"], rel=1e-4
     )
     assert 0 < metrics["test/active_units"] <= 4
+
+
+def test_metrics_json_holds_what_its_codes_are_worth_as_the_autoencoders_report_it(
+    config, tmp_path
+):
+    run(
+        config(
+            "model=vae",
+            "model.fd_classifier=null",
+            "model.arch=mlp",
+            "model.binarize=false",
+            "model.nll_samples=4",
+            "logger=none",
+            "trainer.max_epochs=10",
+            "trainer.batch_size=32",
+            "optimizer.lr=3e-3",
+        )
+    )
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    names = ("probe_acc", "pca_probe_acc", "recon_mse", "denoise_mse", "noisy_mse")
+    assert {f"test/{name}" for name in names} <= metrics.keys()
+    # A linear probe reads the digit from the posterior means (chance is 0.1); the mean code of a
+    # noisy test image decodes closer to the clean image than the noisy image is; the clean
+    # image's reconstruction error is a per-pixel MSE, as the autoencoders' test/recon_mse.
+    assert metrics["test/probe_acc"] > 0.5
+    assert metrics["test/denoise_mse"] < metrics["test/noisy_mse"]
+    assert metrics["test/recon_mse"] < metrics["test/denoise_mse"]
 
 
 def test_test_nll_uses_the_first_nll_images_with_a_fixed_seed():

@@ -24,6 +24,7 @@ from runner.models.blocks import (
     image_pairs,
     init_weights,
 )
+from runner.models.code_metrics import score_codes
 from runner.models.pca import PCA, fit_pca, reconstruction_mse
 
 CodeActivation = Literal["none", "relu", "sigmoid"]
@@ -189,6 +190,14 @@ class Autoencoder(RunnerModel):
         }
 
     targets = (Target("recon_mse", "pca_mse", "PCA with as many components as the code"),)
+
+    @torch.no_grad()
+    def code_metrics(self, train, test, preprocess) -> dict[str, float]:
+        """The probes on the codes and on PCA's and the denoising of the fixed noise
+        (runner.models.code_metrics); `recon_mse` is the test pass's, the loss's own number."""
+        metrics = score_codes(self.encode_images, self.decode_images, train, test, preprocess)
+        del metrics["recon_mse"]
+        return metrics
 
     @torch.no_grad()
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -194,6 +194,14 @@ class RunnerModel(nn.Module):
         classifier. Computed once, on rank 0, with the whole train and test splits."""
         return {}
 
+    @torch.no_grad()
+    def code_metrics(self, train, test, preprocess) -> dict[str, float]:
+        """After the test pass: what the trained model's codes are worth, named as test metrics
+        are (without `test/`): a linear probe's accuracy on them and denoising of a fixed noise
+        for the image autoencoders (runner.models.code_metrics). Computed once, on rank 0, beside
+        `baselines`."""
+        return {}
+
     def diagnose(self, metrics: dict[str, float]) -> list[str]:
         """One line for each way this finished run failed to learn, from its final metrics:
         a target missed, a collapse named (families add theirs)."""

@@ -12,20 +12,8 @@ from pydantic import Field, PositiveInt
 from runner.models.autoencoder import Autoencoder, LinearPath, autoencoder_arguments
 from runner.models.base import Target
 from runner.models.blocks import Activation, Dropout, Init, Normalization, image_pairs
-
-NoiseType = Literal["gaussian", "masking", "salt_and_pepper"]
-
-
-def corrupt(x: torch.Tensor, noise_type: NoiseType, level: float) -> torch.Tensor:
-    """Gaussian (std = level, clipped to [0, 1]), masking (each pixel zeroed with p = level) or
-    salt and pepper (each pixel set to 0 or 1 with p = level)."""
-    if noise_type == "gaussian":
-        return (x + level * torch.randn_like(x)).clamp(0, 1)
-    hit = torch.rand_like(x) < level
-    if noise_type == "masking":
-        return x.masked_fill(hit, 0.0)
-    salt = (torch.rand_like(x) < 0.5).to(x.dtype)
-    return torch.where(hit, salt, x)
+from runner.models.code_metrics import score_codes
+from runner.models.noise import FIXED_NOISE, NoiseType, corrupt
 
 
 class DenoisingAutoencoder(Autoencoder):
@@ -67,6 +55,17 @@ class DenoisingAutoencoder(Autoencoder):
             "recon_mse", "pca_mse", "PCA of the noisy input with as many components as the code"
         ),
     )
+
+    @torch.no_grad()
+    def code_metrics(self, train, test, preprocess) -> dict[str, float]:
+        """As every autoencoder's, but its test pass's `recon_mse` and `noisy_mse` are of its own
+        noise (its targets compare them): the error on clean images is `clean_recon_mse`, and the
+        fixed noise's `noisy_mse` replaces its own only where the two noises are one (default)."""
+        metrics = score_codes(self.encode_images, self.decode_images, train, test, preprocess)
+        metrics["clean_recon_mse"] = metrics.pop("recon_mse")
+        if (self.noise_type, self.noise_level) != FIXED_NOISE:
+            del metrics["noisy_mse"]
+        return metrics
 
     def baseline_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return corrupt(x, self.noise_type, self.noise_level)

@@ -15,6 +15,7 @@ from torch import nn
 
 from runner.models import blocks
 from runner.models.base import RunnerModel, coverage_collapse
+from runner.models.code_metrics import score_codes
 
 LOG_2PI = math.log(2 * math.pi)
 log = logging.getLogger(__name__)
@@ -217,6 +218,13 @@ class VAE(RunnerModel):
                 )
             )
         return metrics
+
+    @torch.no_grad()
+    def code_metrics(self, train, test, preprocess) -> dict[str, float]:
+        """The probes on the posterior means and on PCA's codes, and the per-pixel MSE of the
+        mean code's decoding of the clean test image (`recon_mse`, as the autoencoders report
+        it) and of the test image under the fixed noise (runner.models.code_metrics)."""
+        return score_codes(self.encode_images, self.decode_images, train, test, preprocess)
 
     @torch.no_grad()
     def test_nll(self, loader, preprocess) -> float:

@@ -262,7 +262,7 @@ class Trainer:
     @torch.no_grad()
     def test(self, model: RunnerModel, loader, train_loader=None) -> dict[str, float]:
         """`test/*` means, then the family's whole-test-set metrics and pictures, and given the
-        training split the baselines the model must beat (rank 0)."""
+        training split the baselines the model must beat and its codes' metrics (rank 0)."""
         self._hand_in(model)
         metrics = self.evaluate(model, loader, "test")
         model.eval()
@@ -281,15 +281,20 @@ class Trainer:
                     model.class_names,
                 )
             if train_loader is not None:
-                started = time.perf_counter()
-                baselines = model.baselines(_whole(train_loader), _whole(loader), self.preprocess)
-                extra.update({f"test/{k}": v for k, v in baselines.items()})
-                if baselines:
-                    log.info(
-                        "Baselines on the test split (%.1f s): %s",
-                        time.perf_counter() - started,
-                        "  ".join(f"{k}={v:.4g}" for k, v in baselines.items()),
-                    )
+                for hook, what in (
+                    (model.baselines, "Baselines"),
+                    (model.code_metrics, "Code metrics"),
+                ):
+                    started = time.perf_counter()
+                    found = hook(_whole(train_loader), _whole(loader), self.preprocess)
+                    extra.update({f"test/{k}": v for k, v in found.items()})
+                    if found:
+                        log.info(
+                            "%s on the test split (%.1f s): %s",
+                            what,
+                            time.perf_counter() - started,
+                            "  ".join(f"{k}={v:.4g}" for k, v in found.items()),
+                        )
             return extra
 
         metrics.update(distributed.run_on_main(extras))
