@@ -86,6 +86,11 @@ def test_metrics_json_holds_what_its_codes_are_worth_as_the_autoencoders_report_
     assert metrics["test/probe_acc"] > 0.5
     assert metrics["test/denoise_mse"] < metrics["test/noisy_mse"]
     assert metrics["test/recon_mse"] < metrics["test/denoise_mse"]
+    # The same error every epoch, so a sweep over autoencoders and VAEs can rank by it.
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    history = torch.load(last, weights_only=True)["history"]
+    assert history[-1]["val/recon_mse"] < history[0]["val/recon_mse"]
+    assert "val/recon_mse" in metrics
 
 
 def test_test_nll_uses_the_first_nll_images_with_a_fixed_seed():

@@ -159,7 +159,8 @@ class VAE(RunnerModel):
         target = self.target(x)
         mean, log_var = self.encode(x)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
-        recon = -self.log_likelihood(self.decode_logits(z), target)
+        logits = self.decode_logits(z)
+        recon = -self.log_likelihood(logits, target)
         kl_per_unit = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var)
         kl = kl_per_unit.sum(1)
         weight = self.kl_weight if self.training else self.beta
@@ -173,7 +174,23 @@ class VAE(RunnerModel):
             "kl": kl.detach().mean(),
             "neg_elbo": (recon + kl).detach().mean(),
             "active_units": (mean.detach().var(dim=0) > 0.01).float().sum(),
+            "recon_mse": self.reconstruction_mse(x, logits.detach(), mean.detach()),
         }
+
+    @torch.no_grad()
+    def reconstruction_mse(
+        self, x: torch.Tensor, logits: torch.Tensor, mean: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-pixel MSE against the clean image, as the autoencoders report it: of the decoded
+        mean code in evaluation (one more decoder pass), of the sampled code's decoding (free) in
+        training."""
+        if self.training:
+            decoded = (
+                torch.sigmoid(logits) if self.likelihood == "bernoulli" else logits.clamp(0, 1)
+            )
+        else:
+            decoded = self.decode(mean)
+        return F.mse_loss(decoded, x.float())
 
     @torch.no_grad()
     def importance_sampled_nll(
