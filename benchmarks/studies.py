@@ -43,6 +43,9 @@ NEEDS = {
     "sequences": ["MNIST"],
 }
 GAP = "loss gap (val-train)"
+# The leading columns where a study's varying keys say more than it needs (an experiment brings
+# its model and epochs along).
+LEAD = {"transfer": ["experiment", "dataset.train_subset"]}
 # The columns of each study's table after the values that differ between its runs.
 COLUMNS = {
     "overfitting": ["val/acc", "test/acc", "best_epoch", "epochs", GAP, "wall_time_s"],
@@ -58,6 +61,7 @@ COLUMNS = {
     "transfer": ["val/acc", "test/acc", "wall_time_s"],
     "autoencoders": [
         "test/recon_mse",
+        "test/clean_recon_mse",
         "test/pca_mse",
         "test/denoise_mse",
         "test/noisy_mse",
@@ -144,7 +148,7 @@ def study_table(name: str, sweep: Path) -> str:
         )
     if name == "search":
         return search_table(rows)
-    return markdown_table(rows, varying(rows) + COLUMNS[name])
+    return markdown_table(rows, LEAD.get(name, varying(rows)) + COLUMNS[name])
 
 
 def search_table(rows: list[dict[str, str]]) -> str:
