@@ -203,10 +203,11 @@ def main() -> None:
         wall = out / f"{name}.wall_s"
         table = study_table(name, sweep)
         minutes = f"{float(wall.read_text()) / 60:.1f} min" if wall.is_file() else "not timed"
-        (docs / f"{name}.md").write_text(table + "\n")
-        small_copy(sweep / "curves.png", docs / f"{name}.png")
-        if (sweep / "best_so_far.png").is_file():
+        (out / f"{name}.md").write_text(table + "\n")  # pasted into docs/studies.md by hand
+        if (sweep / "best_so_far.png").is_file():  # a race of samplers: 81 curves say less
             small_copy(sweep / "best_so_far.png", docs / f"{name}_best_so_far.png", width=700)
+        else:
+            small_copy(sweep / "curves.png", docs / f"{name}.png")
         print(f"## {name} ({minutes})\n\n{table}\n")
 
 
