@@ -4,6 +4,7 @@ then the metrics, how training went, and where the run is."""
 from __future__ import annotations
 
 import csv
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,8 @@ def over_seeds(comparison: Comparison) -> list[dict[str, Any]]:
         for column in [*columns, *estimate_error(comparison)]:
             values = [_value(comparison, r, column) for r in runs]
             values = [v for v in values if v is not None]
-            mean = sum(values) / len(values) if values else None
-            spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 if values else None
-            row[f"{column} mean"], row[f"{column} std"] = mean, spread
+            row[f"{column} mean"] = statistics.fmean(values) if values else None
+            row[f"{column} std"] = statistics.pstdev(values) if values else None
         out.append(row)
     return out
 
