@@ -195,9 +195,7 @@ class Autoencoder(RunnerModel):
     def code_metrics(self, train, test, preprocess) -> dict[str, float]:
         """The probes on the codes and on PCA's and the denoising of the fixed noise
         (runner.models.code_metrics); `recon_mse` is the test pass's, the loss's own number."""
-        metrics = score_codes(self.encode_images, self.decode_images, train, test, preprocess)
-        del metrics["recon_mse"]
-        return metrics
+        return score_codes(self.encode_images, self.decode_images, train, test, preprocess)
 
     @torch.no_grad()
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

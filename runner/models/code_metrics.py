@@ -28,12 +28,18 @@ Labelled = tuple[torch.Tensor, torch.Tensor]  # features [N, D] and labels [N], 
 
 @torch.no_grad()
 def score_codes(
-    encode: Coder, decode: Coder, train: Iterable, test: Iterable, preprocess: Callable
+    encode: Coder,
+    decode: Coder,
+    train: Iterable,
+    test: Iterable,
+    preprocess: Callable,
+    recon: bool = False,
 ) -> dict[str, float]:
     """`probe_acc`: a linear probe fitted on the training split's codes, scored on the test
     split's; `pca_probe_acc`: the same on PCA codes of the same size, fitted on the same images;
-    `recon_mse`, `denoise_mse` and `noisy_mse`: per-pixel MSE against the clean test image of its
-    reconstruction, of the reconstruction of it under FIXED_NOISE, and of the noisy image itself.
+    `denoise_mse` and `noisy_mse`: per-pixel MSE against the clean test image of the
+    reconstruction of it under FIXED_NOISE, and of the noisy image itself; with `recon`, also
+    `recon_mse`, of its reconstruction (a family whose test pass does not report that one).
 
     `encode`: images in [0, 1] -> codes [N, D]; `decode`: codes -> images in [0, 1]."""
     images, train_codes, train_labels = _first_images(encode, train, preprocess)
@@ -41,14 +47,15 @@ def score_codes(
     train_pca = pca.encode(images.flatten(1))
     del images
     noise = FixedNoise()
-    errors = dict.fromkeys(("recon_mse", "denoise_mse", "noisy_mse"), 0.0)
+    errors = dict.fromkeys(("recon_mse",) * recon + ("denoise_mse", "noisy_mse"), 0.0)
     values = 0
     test_codes, test_pca, test_labels = [], [], []
     for batch in test:
         x, y = preprocess(batch, train=False)
         codes = encode(x)
         noisy = noise(x)
-        errors["recon_mse"] += _squared_error(decode(codes), x)
+        if recon:
+            errors["recon_mse"] += _squared_error(decode(codes), x)
         errors["denoise_mse"] += _squared_error(decode(encode(noisy)), x)
         errors["noisy_mse"] += _squared_error(noisy, x)
         values += x.numel()

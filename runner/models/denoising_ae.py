@@ -61,7 +61,9 @@ class DenoisingAutoencoder(Autoencoder):
         """As every autoencoder's, but its test pass's `recon_mse` and `noisy_mse` are of its own
         noise (its targets compare them): the error on clean images is `clean_recon_mse`, and the
         fixed noise's `noisy_mse` replaces its own only where the two noises are one (default)."""
-        metrics = score_codes(self.encode_images, self.decode_images, train, test, preprocess)
+        metrics = score_codes(
+            self.encode_images, self.decode_images, train, test, preprocess, recon=True
+        )
         metrics["clean_recon_mse"] = metrics.pop("recon_mse")
         if (self.noise_type, self.noise_level) != FIXED_NOISE:
             del metrics["noisy_mse"]

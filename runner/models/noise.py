@@ -1,5 +1,5 @@
 """Corrupted images: the denoising autoencoder's training noise, and the one fixed noise on which
-every image autoencoder's denoising is scored (`test/denoise_mse`, runner.models.codes)."""
+every image autoencoder's denoising is scored (`test/denoise_mse`, runner.models.code_metrics)."""
 
 from __future__ import annotations
 

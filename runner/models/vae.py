@@ -239,8 +239,8 @@ class VAE(RunnerModel):
     @torch.no_grad()
     def code_metrics(self, train, test, preprocess) -> dict[str, float]:
         """The probes on the posterior means and on PCA's codes, and the per-pixel MSE of the
-        mean code's decoding of the clean test image (`recon_mse`, as the autoencoders report
-        it) and of the test image under the fixed noise (runner.models.code_metrics)."""
+        mean code's decoding of the test image under the fixed noise
+        (runner.models.code_metrics); `recon_mse`, of the clean image, is the test pass's."""
         return score_codes(self.encode_images, self.decode_images, train, test, preprocess)
 
     @torch.no_grad()
